@@ -1,0 +1,1 @@
+"""faceblur: face image deblurring that helps face detection."""
