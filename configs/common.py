@@ -1,0 +1,47 @@
+"""Pieces every config shares: run settings, data-source specs, the multi-host block."""
+
+import ml_collections
+
+
+def run_settings(config: ml_collections.ConfigDict, *, job: str) -> ml_collections.ConfigDict:
+  config.job = job
+  config.seed = 0
+  # 0 = every visible device; the global batch is split over them.
+  config.num_devices = 0
+  # bfloat16 activations with float32 parameters, optimiser state and losses.
+  config.mixed_precision = False
+  config.distributed = ml_collections.ConfigDict(dict(
+      enabled=False,            # call jax.distributed.initialize before anything else
+      coordinator_address="",   # "host:port" of process 0; empty = detected (Slurm, TPU)
+      num_processes=0,
+      process_id=-1,
+      local_device_ids=(),
+  ))
+  return config
+
+
+def source(kind: str, path: str = "", **kwargs) -> ml_collections.ConfigDict:
+  """A data source, built by `faceblur.data.factory`.
+
+  kinds: folder, paired_folder, celeb_a, tfds_pairs, demo_sharp, demo_blurred,
+  kernel_blurred (pairs made by blurring a `base` source with random camera-shake kernels).
+  """
+  spec = dict(kind=kind, path=path, split="train", blurry=None, count=0, seed=0, base=None,
+              max_blur_length=0.0)
+  spec.update(kwargs)
+  return ml_collections.ConfigDict(spec)
+
+
+def train_loop_settings(config: ml_collections.ConfigDict, *, num_epochs: float,
+                        batch_size: int) -> ml_collections.ConfigDict:
+  config.batch_size = batch_size
+  config.num_epochs = num_epochs
+  # > 0 overrides num_epochs (handy for smoke tests and benchmarks).
+  config.num_train_steps = 0
+  config.log_every_steps = 100
+  config.checkpoint_every_steps = 1000
+  config.max_checkpoints_to_keep = 3
+  config.num_workers = 2
+  # What to do if a loss turns NaN/inf: 'stop' (name the step and last good checkpoint) or 'skip'.
+  config.on_nonfinite = "stop"
+  return config

@@ -1,0 +1,48 @@
+"""Stage 1: CycleGAN, sharp <-> blurred, on unpaired real photos.
+
+Reference defaults (Zhu et al. 2017, official code; the paper's batch 4 and 70 epochs).
+Usage: python main.py --config=configs/cyclegan.py --workdir=runs/cyclegan \
+  --config.data.sharp.path=/faces/sharp --config.data.blurred.path=/faces/blurred
+The `:celeb_a` argument trains on CelebA's own Blurry / non-blurry photos instead.
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def get_config(arg: str = "folders") -> ml_collections.ConfigDict:
+  config = common.run_settings(ml_collections.ConfigDict(), job="cyclegan")
+  config.data = ml_collections.ConfigDict()
+  if arg == "celeb_a":
+    config.data.sharp = common.source("celeb_a", blurry=False)
+    config.data.blurred = common.source("celeb_a", blurry=True)
+  elif arg == "demo":
+    config.data.sharp = common.source("demo_sharp", count=400)
+    config.data.blurred = common.source("demo_blurred", count=400, max_blur_length=13.0)
+  else:
+    config.data.sharp = common.source("folder")
+    config.data.blurred = common.source("folder")
+  config.data.load_size = 286
+  config.data.crop_size = 256
+
+  config.model = ml_collections.ConfigDict(dict(
+      num_blocks=9,          # 9 for 256 px crops, 6 for 128 px
+      features=64,
+      disc_features=64,
+      disc_layers=3,         # 70x70 PatchGAN
+  ))
+  config.loss = ml_collections.ConfigDict(dict(
+      cycle_weight=10.0,     # lambda of eq. 2
+      identity_weight=0.5,   # times cycle_weight
+      real_label=1.0,
+  ))
+  config.pool_size = 50
+  config.optimizer = ml_collections.ConfigDict(dict(
+      learning_rate=2e-4, b1=0.5, b2=0.999,
+      constant_fraction=0.5,  # constant for this share of training, then linear decay to 0
+  ))
+  common.train_loop_settings(config, num_epochs=70, batch_size=4)
+  config.sample_every_steps = 1000
+  config.num_samples = 4
+  return config

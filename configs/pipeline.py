@@ -1,0 +1,27 @@
+"""The whole method in a row: stage 1, synthesis, stage 2 (ours and the kernel baseline),
+evaluation. Each step runs in its own sub-folder of the workdir and is skipped when its
+output is already complete, so a re-run resumes where the last one stopped.
+"""
+
+import ml_collections
+
+from configs import common, cyclegan, evaluate, srn, synthesize
+
+
+def get_config(arg: str = "folders") -> ml_collections.ConfigDict:
+  config = common.run_settings(ml_collections.ConfigDict(), job="pipeline")
+  config.stages = ("cyclegan", "synthesize", "srn", "srn_kernel", "evaluate")
+  config.cyclegan = cyclegan.get_config(arg)
+  config.synthesize = synthesize.get_config("celeb_a" if arg == "celeb_a" else "folder")
+  config.srn = srn.get_config()
+  # Baseline "SRN trained on kernel-synthesised blur": the same sharp faces, blurred with
+  # random camera-shake kernels instead of the CycleGAN.
+  config.srn_kernel = srn.get_config()
+  config.srn_kernel.data.train = common.source(
+      "kernel_blurred", base=config.synthesize.source.to_dict(), max_blur_length=31.0)
+  config.evaluate = evaluate.get_config()
+  config.evaluate.methods.cyclegan = evaluate.method("cyclegan", label="CycleGAN (Zhu et al.)")
+  config.evaluate.methods.srn_kernel = evaluate.method("srn", label="SRN, kernel blur (Tao et al.)")
+  config.evaluate.methods.ours = evaluate.method("srn", label="Ours (SRN on CycleGAN blur)")
+  config.evaluate.real_blurred = config.cyclegan.data.blurred
+  return config

@@ -1,0 +1,140 @@
+"""The training loop every stage shares: resume, step, log, check, checkpoint.
+
+A stage supplies its initial state, its jitted train step and its data; this loop owns
+everything else, so resuming, logging and the non-finite guard behave the same in both
+stages. Batch `k` of the input pipeline is a pure function of (seed, k) and the step's RNG is
+`fold_in(rng, step)`, so a run resumed from step `k` continues exactly as an uninterrupted
+one would.
+"""
+
+import dataclasses
+import math
+import pathlib
+from collections.abc import Callable, Iterator
+
+import jax
+import ml_collections
+import numpy as np
+from clu import metrics as clu_metrics
+from jax.sharding import Mesh
+
+from faceblur.errors import FaceblurError
+from faceblur.train import partitioning
+from faceblur.train.checkpointing import Checkpointer, abstract_like
+from faceblur.train.metric_writers import MetricWriter, ReportProgress
+from faceblur.train.state import TrainState
+
+TrainStep = Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]
+PeriodicHook = Callable[[int, TrainState], None]
+
+
+class NonFiniteLossError(FaceblurError):
+  """A loss became NaN or infinite."""
+
+
+@dataclasses.dataclass
+class Periodic:
+  """Calls `hook(step, state)` every `every_steps` steps and after the last one."""
+
+  every_steps: int
+  hook: PeriodicHook
+
+  def maybe_run(self, step: int, state: TrainState, last_step: int) -> None:
+    if (self.every_steps > 0 and step % self.every_steps == 0) or step == last_step:
+      self.hook(step, state)
+
+
+def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
+  """Averages the per-step metrics of one logging interval with clu's `Average`."""
+  names = sorted(history[0])
+  collection = clu_metrics.Collection.create(
+      **{name: clu_metrics.Average.from_output(name) for name in names})
+  merged = None
+  for step_metrics in jax.device_get(history):
+    update = collection.single_from_model_output(**step_metrics)
+    merged = update if merged is None else merged.merge(update)
+  return {name: float(value) for name, value in merged.compute().items()}
+
+
+def restore_or_keep(checkpointer: Checkpointer, state: TrainState,
+                    config: ml_collections.ConfigDict) -> TrainState:
+  """The latest complete checkpoint if there is one, else `state` unchanged."""
+  if checkpointer.latest_step() is None:
+    return state
+  return checkpointer.restore(abstract_like(state), config)
+
+
+def train(
+    *,
+    config: ml_collections.ConfigDict,
+    workdir: pathlib.Path,
+    mesh: Mesh,
+    state: TrainState,
+    train_step: TrainStep,
+    batches: Callable[[int], Iterator[dict[str, np.ndarray]]],
+    num_train_steps: int,
+    writer: MetricWriter,
+    hooks: tuple[Periodic, ...] = (),
+) -> TrainState:
+  """Runs `train_step` from the latest checkpoint in `workdir` up to `num_train_steps`.
+
+  `batches(start_step)` yields this host's batches from `start_step` on.
+  """
+  checkpointer = Checkpointer(workdir / "checkpoints",
+                              max_to_keep=config.max_checkpoints_to_keep)
+  state = restore_or_keep(checkpointer, state, config)
+  start_step = int(jax.device_get(state.step))
+  if start_step:
+    writer.write_text(f"Resuming from {checkpointer.directory}/{start_step}")
+  if start_step >= num_train_steps:
+    writer.write_text(f"Already trained for {start_step} >= {num_train_steps} steps.")
+    return state
+
+  progress = ReportProgress(num_train_steps, every_steps=config.log_every_steps)
+  history: list[dict[str, jax.Array]] = []
+  batch_iterator = batches(start_step)
+  progress(start_step)
+  for step in range(start_step + 1, num_train_steps + 1):
+    host_batch = next(batch_iterator)
+    state, step_metrics = train_step(state, partitioning.shard_host_batch(host_batch, mesh))
+    history.append(step_metrics)
+
+    is_last = step == num_train_steps
+    save_now = is_last or step % config.checkpoint_every_steps == 0
+    if step % config.log_every_steps == 0 or save_now:
+      scalars = _mean_metrics(history)
+      history.clear()
+      _check_finite(scalars, step, checkpointer, config)
+      scalars.update(progress(step))
+      writer.write_scalars(step, scalars)
+    for periodic in hooks:
+      periodic.maybe_run(step, state, num_train_steps)
+    if save_now:
+      checkpointer.save(step, state, config, force=True)
+  checkpointer.wait_until_finished()
+  checkpointer.close()
+  writer.flush()
+  return state
+
+
+def _check_finite(scalars: dict[str, float], step: int, checkpointer: Checkpointer,
+                  config: ml_collections.ConfigDict) -> None:
+  bad = {name: value for name, value in scalars.items() if not math.isfinite(value)}
+  if not bad or config.on_nonfinite == "skip":
+    return
+  checkpointer.wait_until_finished()
+  last = checkpointer.latest_step()
+  where = f"{checkpointer.directory}/{last}" if last is not None else "none yet"
+  name, value = next(iter(bad.items()))
+  raise NonFiniteLossError(
+      f"{name} became {value} by step {step}; last good checkpoint: {where} "
+      "(lower the learning rate, or set --config.on_nonfinite=skip)")
+
+
+def num_steps(config: ml_collections.ConfigDict, num_examples: int) -> int:
+  """`num_train_steps` if set, else `num_epochs` over `num_examples` at the global batch."""
+  if config.num_train_steps > 0:
+    return int(config.num_train_steps)
+  return max(1, int(math.ceil(config.num_epochs * num_examples / config.batch_size)))
+
+

@@ -1,0 +1,95 @@
+"""Data parallelism over a device mesh, on one host or many.
+
+Every stage trains the same way: the batch is split over the `data` axis of a 1-D `Mesh`,
+the train state is replicated, and `jax.jit` inserts the gradient all-reduce. The same code
+runs on one CPU, on simulated CPU devices (`--xla_force_host_platform_device_count`), on a
+GPU box, on a TPU pod slice, and on several hosts after `jax.distributed.initialize`.
+"""
+
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+from faceblur.errors import ConfigError
+
+DATA_AXIS = "data"
+
+
+def initialize_distributed(config: ml_collections.ConfigDict) -> None:
+  """Joins a multi-process run when the config (or the cluster environment) asks for it.
+
+  `config.distributed` holds `coordinator_address`, `num_processes` and `process_id`;
+  empty values are left to JAX, which detects Slurm, Open MPI and Cloud TPU by itself.
+  """
+  dist = config.get("distributed")
+  if dist is None or not dist.get("enabled", False):
+    return
+  if jax.distributed.is_initialized():
+    return
+  kwargs = {}
+  if dist.get("coordinator_address"):
+    kwargs["coordinator_address"] = dist.coordinator_address
+  if dist.get("num_processes", 0):
+    kwargs["num_processes"] = dist.num_processes
+  if dist.get("process_id", -1) >= 0:
+    kwargs["process_id"] = dist.process_id
+  if dist.get("local_device_ids"):
+    kwargs["local_device_ids"] = list(dist.local_device_ids)
+  if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(**kwargs)
+
+
+def make_mesh(num_devices: int | None = None) -> Mesh:
+  """A 1-D data-parallel mesh over all (or the first `num_devices`) devices.
+
+  Auto axis types let `jit` propagate shardings from the inputs, so gradients of a conv
+  over a sharded batch need no explicit `out_sharding`.
+  """
+  devices = jax.devices()
+  if num_devices:
+    if num_devices > len(devices):
+      raise ConfigError(f"num_devices={num_devices} but only {len(devices)} devices are visible")
+    devices = devices[:num_devices]
+  return Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=(AxisType.Auto,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def per_process_batch_size(global_batch_size: int, mesh: Mesh) -> int:
+  """The share of the global batch each host loads; the batch must split evenly over devices."""
+  num_devices = mesh.devices.size
+  if global_batch_size % num_devices:
+    raise ConfigError(
+        f"batch_size={global_batch_size} does not divide over {num_devices} devices; "
+        f"use a multiple of {num_devices}")
+  return global_batch_size // jax.process_count()
+
+
+def shard_host_batch(batch: dict[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
+  """Turns this host's numpy batch into global arrays split over the `data` axis."""
+  sharding = batch_sharded(mesh)
+  return {
+      key: jax.make_array_from_process_local_data(sharding, np.asarray(value))
+      for key, value in batch.items()
+      if isinstance(value, np.ndarray) and value.dtype != object and value.dtype.kind != "U"
+  }
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+  """Places a host-identical pytree on every device of the mesh."""
+  sharding = replicated(mesh)
+  return jax.tree.map(
+      lambda leaf: jax.make_array_from_callback(np.shape(leaf), sharding,
+                                                lambda index: np.asarray(leaf)[index]),
+      tree)
