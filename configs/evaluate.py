@@ -12,14 +12,19 @@ import ml_collections
 from configs import common
 
 
-def method(kind: str, workdir: str = "", label: str = "") -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(kind=kind, workdir=workdir, label=label or kind))
+def method(kind: str, workdir: str = "", label: str = "",
+           stage: str = "") -> ml_collections.ConfigDict:
+  """`stage`: in the pipeline, the sub-folder whose checkpoint this method loads."""
+  return ml_collections.ConfigDict(dict(kind=kind, workdir=workdir, label=label or kind,
+                                        stage=stage))
 
 
 def get_config(arg: str = "paired_folder") -> ml_collections.ConfigDict:
   del arg
   config = common.run_settings(ml_collections.ConfigDict(), job="evaluate")
-  config.test = common.source("paired_folder", split="test")
+  # Paired test sets (Table 1 and 2): name -> source. The pipeline adds a kernel-blurred one.
+  config.test_sets = ml_collections.ConfigDict(dict(
+      synthesized=common.source("paired_folder", split="test")))
   # Real blurred photos without ground truth: detection rate only. kind '' = none.
   config.real_blurred = common.source("", split="test")
   config.methods = ml_collections.ConfigDict(dict(

@@ -1,0 +1,75 @@
+"""Builds data sources from config specs (`configs/common.py:source`)."""
+
+import pathlib
+
+import ml_collections
+
+from faceblur.data import demo, sources
+from faceblur.errors import ConfigError, DataError
+
+UNPAIRED_KINDS = ("folder", "celeb_a", "demo_sharp", "demo_blurred")
+PAIRED_KINDS = ("paired_folder", "tfds_pairs", "kernel_blurred")
+
+
+def _spec(spec) -> ml_collections.ConfigDict:
+  return spec if isinstance(spec, ml_collections.ConfigDict) else ml_collections.ConfigDict(spec)
+
+
+def _required_path(spec) -> pathlib.Path:
+  if not spec.path:
+    raise ConfigError(f"data source of kind {spec.kind!r} needs a path (set its .path)")
+  return pathlib.Path(spec.path).expanduser()
+
+
+def make_source(spec, *, image_size: int | None = None):
+  """An unpaired source: records {'image': uint8 HxWx3, 'name': str}.
+
+  `image_size` sizes generated images (the demo); files are returned as stored.
+  """
+  spec = _spec(spec)
+  if spec.kind == "folder":
+    return sources.ImageFolder(_required_path(spec))
+  if spec.kind == "celeb_a":
+    return sources.CelebA(split=spec.split, blurry=spec.blurry, data_dir=spec.path or None)
+  if spec.kind == "demo_sharp":
+    return demo.DemoFaces(size=image_size or 64, count=spec.count or 400, seed=spec.seed)
+  if spec.kind == "demo_blurred":
+    return demo.DemoBlurredFaces(size=image_size or 64, count=spec.count or 400, seed=spec.seed,
+                                 max_blur_length=spec.max_blur_length or None)
+  if spec.kind in PAIRED_KINDS:
+    raise ConfigError(f"data source kind {spec.kind!r} is paired; an unpaired one "
+                      f"({', '.join(UNPAIRED_KINDS)}) is needed here")
+  raise ConfigError(f"unknown data source kind {spec.kind!r}; "
+                    f"choose one of {', '.join(UNPAIRED_KINDS + PAIRED_KINDS)}")
+
+
+def make_paired_source(spec, *, image_size: int | None = None):
+  """A paired source: records {'blurred', 'sharp': uint8 HxWx3, 'name': str}.
+
+  A `paired_folder` path may hold `train/` and `test/` sub-folders (what synthesis writes):
+  `split` picks one.
+  """
+  spec = _spec(spec)
+  if spec.kind == "paired_folder":
+    root = _required_path(spec)
+    if spec.split and (root / spec.split).is_dir():
+      root = root / spec.split
+    return sources.PairedFolder(root)
+  if spec.kind == "tfds_pairs":
+    return sources.TfdsPairs(_required_path(spec), split=spec.split)
+  if spec.kind == "kernel_blurred":
+    if not spec.base:
+      raise ConfigError("data source of kind 'kernel_blurred' needs a base source (set .base)")
+    base = make_source(spec.base, image_size=image_size)
+    return demo.KernelBlurredPairs(base, seed=spec.seed,
+                                   max_blur_length=spec.max_blur_length or None)
+  if spec.kind in UNPAIRED_KINDS:
+    raise ConfigError(f"data source kind {spec.kind!r} is unpaired; a paired one "
+                      f"({', '.join(PAIRED_KINDS)}) is needed here")
+  raise ConfigError(f"unknown data source kind {spec.kind!r}; "
+                    f"choose one of {', '.join(UNPAIRED_KINDS + PAIRED_KINDS)}")
+
+
+def check_not_empty(source, spec) -> None:
+  if len(source) == 0:
+    raise DataError(f"data source {spec.kind} {spec.path or ''}: no images".strip())

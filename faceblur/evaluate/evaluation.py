@@ -1,0 +1,234 @@
+"""The `evaluate` job: the paper's Table 1 (PSNR/SSIM) and Table 2 (face-detection success
+rate), on any paired test set and on unpaired real blurred photos, for any set of methods.
+
+Writes into the output folder: report.md and report.json (both tables, image counts, the
+detector and its threshold, versions, wall time), one figure per test set like the paper's
+Figures 6-8 (ground truth | blurred | each method, detections drawn), and a per-image CSV.
+"""
+
+import csv
+import dataclasses
+import importlib.metadata
+import json
+import pathlib
+import time
+from collections.abc import Callable
+
+import jax
+import ml_collections
+import numpy as np
+from tqdm import tqdm
+
+from faceblur.data import augment, factory
+from faceblur.data.image_io import to_float
+from faceblur.errors import ConfigError
+from faceblur.evaluate import blur_realism, classical, detectors, metrics, tiling
+from faceblur.evaluate.report import write_reports
+from faceblur.image_grid import save_grid
+
+RestoreFn = Callable[[np.ndarray], np.ndarray]  # HxWx3 float [0, 1] -> same
+
+
+@dataclasses.dataclass
+class Method:
+  name: str
+  label: str
+  restore: RestoreFn
+
+
+def _srn_method(workdir: str) -> RestoreFn:
+  from faceblur.inference import Deblurrer  # noqa: PLC0415
+
+  return Deblurrer(workdir)
+
+
+def _cyclegan_method(workdir: str) -> RestoreFn:
+  """Zhu et al.'s row: the CycleGAN's blurred -> sharp generator used directly."""
+  from faceblur.train.trained import load_trained  # noqa: PLC0415
+
+  trained = load_trained(workdir, "cyclegan")
+  network, params = trained.networks["blurred_to_sharp"], trained.params["blurred_to_sharp"]
+  apply = jax.jit(lambda p, images: network.apply(p, images).astype(np.float32))
+
+  def restore(image: np.ndarray) -> np.ndarray:
+    return tiling.tiled_apply(lambda batch: np.asarray(apply(params, batch)), image,
+                              tile_size=512, overlap=32, multiple=4)
+
+  return restore
+
+
+def _richardson_lucy(image: np.ndarray) -> np.ndarray:
+  return classical.richardson_lucy(image, classical.estimate_motion_psf(image))
+
+
+def build_methods(specs: ml_collections.ConfigDict) -> list[Method]:
+  methods = []
+  for name, spec in specs.items():
+    if spec.kind == "identity":
+      restore = lambda image: image  # noqa: E731
+    elif spec.kind == "richardson_lucy":
+      restore = _richardson_lucy
+    elif spec.kind == "srn":
+      restore = _srn_method(spec.workdir)
+    elif spec.kind == "cyclegan":
+      restore = _cyclegan_method(spec.workdir)
+    else:
+      raise ConfigError(f"methods.{name}.kind={spec.kind!r} is not one of "
+                        "identity, richardson_lucy, srn, cyclegan")
+    methods.append(Method(name=name, label=spec.label or name, restore=restore))
+  return methods
+
+
+def _prepare(image: np.ndarray, size: int) -> np.ndarray:
+  if size <= 0:
+    return to_float(image)
+  side = min(image.shape[:2])
+  return to_float(augment.resize(augment.center_crop(image, side), size))
+
+
+def _load(source, key_images: tuple[str, ...], size: int, limit: int) -> dict[str, list]:
+  count = len(source) if limit <= 0 else min(limit, len(source))
+  loaded = {key: [] for key in key_images} | {"name": []}
+  for index in range(count):
+    record = source[index]
+    for key in key_images:
+      loaded[key].append(_prepare(record[key], size))
+    loaded["name"].append(str(record.get("name", index)))
+  return loaded
+
+
+def _detect(detector, images: list[np.ndarray]) -> tuple[list[bool], list]:
+  found, boxes = [], []
+  for image in images:
+    detections = detector.detect(image)
+    found.append(detectors.face_found(detections))
+    boxes.append([d.box for d in detections])
+  return found, boxes
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
+  started = time.perf_counter()
+  output = pathlib.Path(config.output) if config.output else pathlib.Path(workdir)
+  output.mkdir(parents=True, exist_ok=True)
+  detector = detectors.make_detector(config.detector, threshold=config.detector_threshold)
+  methods = build_methods(config.methods)
+  report: dict = {"test_sets": {}, "real_blurred": None, "blur_realism": None,
+                  "detector": detector.describe(), "methods": {m.name: m.label for m in methods}}
+
+  for set_name, spec in config.test_sets.items():
+    source = factory.make_paired_source(spec)
+    data = _load(source, ("blurred", "sharp"), config.image_size, config.max_images)
+    rows = []
+    restored = {}
+    for method in methods:
+      restored[method.name] = [method.restore(image) for image in
+                               tqdm(data["blurred"], desc=f"{set_name}/{method.name}",
+                                    unit="image")]
+    quality = {}
+    for method in methods:
+      psnr, ssim = _quality(restored[method.name], data["sharp"], config.y_channel)
+      quality[method.name] = {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)),
+                              "per_image": (psnr, ssim)}
+    found_truth, boxes_truth = _detect(detector, data["sharp"])
+    found_blurred, boxes_blurred = _detect(detector, data["blurred"])
+    found = {}
+    boxes = {}
+    for method in methods:
+      found[method.name], boxes[method.name] = _detect(detector, restored[method.name])
+    for index, name in enumerate(data["name"]):
+      row = {"file": name, "truth_detected": found_truth[index],
+             "blurred_detected": found_blurred[index]}
+      for method in methods:
+        psnr, ssim = quality[method.name]["per_image"]
+        row |= {f"{method.name}_psnr": round(float(psnr[index]), 4),
+                f"{method.name}_ssim": round(float(ssim[index]), 5),
+                f"{method.name}_detected": found[method.name][index]}
+      rows.append(row)
+    _write_csv(output / f"per_image_{set_name}.csv", rows)
+    figure = output / f"figure_{set_name}.png"
+    _figure(figure, data, restored, methods, boxes_truth, boxes_blurred, boxes,
+            config.num_grid_images)
+    report["test_sets"][set_name] = {
+        "num_images": len(data["name"]),
+        "quality": {name: {k: v for k, v in q.items() if k != "per_image"}
+                    for name, q in quality.items()},
+        "detection": {"ground_truth": float(np.mean(found_truth)),
+                      "blurred": float(np.mean(found_blurred)),
+                      **{name: float(np.mean(values)) for name, values in found.items()}},
+        "figure": figure.name, "per_image_csv": f"per_image_{set_name}.csv",
+    }
+
+  if config.real_blurred.kind:
+    source = factory.make_source(config.real_blurred)
+    data = _load(source, ("image",), config.image_size, config.max_images)
+    found_blurred, _ = _detect(detector, data["image"])
+    detection = {"blurred": float(np.mean(found_blurred))}
+    for method in methods:
+      if method.name == "blurred":
+        continue
+      found_restored, _ = _detect(detector, [method.restore(image) for image in data["image"]])
+      detection[method.name] = float(np.mean(found_restored))
+    report["real_blurred"] = {"num_images": len(data["image"]), "detection": detection}
+    report["blur_realism"] = _realism(config, data["image"])
+
+  report["wall_time_s"] = round(time.perf_counter() - started, 1)
+  report["versions"] = {name: importlib.metadata.version(name)
+                        for name in ("faceblur", "jax", "flax", "mtcnn")
+                        if _installed(name)}
+  write_reports(output, report)
+  return report
+
+
+def _installed(name: str) -> bool:
+  try:
+    importlib.metadata.version(name)
+    return True
+  except importlib.metadata.PackageNotFoundError:
+    return False
+
+
+def _quality(restored, sharp, y_channel: bool):
+  psnr, ssim = [], []
+  for image, reference in zip(restored, sharp, strict=True):
+    psnr.append(float(metrics.psnr(image[None], reference[None], y_channel=y_channel)[0]))
+    ssim.append(float(metrics.ssim(image[None], reference[None], y_channel=y_channel)[0]))
+  return np.asarray(psnr), np.asarray(ssim)
+
+
+def _realism(config: ml_collections.ConfigDict, real_blurred: list[np.ndarray]) -> dict | None:
+  """How close each paired test set's synthetic blur is to the real blurred photos."""
+  candidates = {}
+  for set_name, spec in config.test_sets.items():
+    data = _load(factory.make_paired_source(spec), ("blurred",), config.image_size,
+                 config.max_images)
+    candidates[set_name] = data["blurred"]
+  real = _stack_same_size(real_blurred)
+  scored = blur_realism.blur_realism(real, {k: _stack_same_size(v) for k, v in candidates.items()})
+  return {name: dataclasses.asdict(result) for name, result in scored.items()}
+
+
+def _stack_same_size(images: list[np.ndarray]) -> list[np.ndarray] | np.ndarray:
+  shapes = {image.shape for image in images}
+  return np.stack(images) if len(shapes) == 1 else images
+
+
+def _write_csv(path: pathlib.Path, rows: list[dict]) -> None:
+  if not rows:
+    return
+  with open(path, "w", newline="") as handle:
+    writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def _figure(path, data, restored, methods, boxes_truth, boxes_blurred, boxes, count) -> None:
+  count = min(count, len(data["name"]))
+  shown = [m for m in methods if m.name != "blurred"]
+  rows, row_boxes = [], []
+  for index in range(count):
+    rows.append([data["sharp"][index], data["blurred"][index]]
+                + [restored[m.name][index] for m in shown])
+    row_boxes.append([boxes_truth[index], boxes_blurred[index]]
+                     + [boxes[m.name][index] for m in shown])
+  save_grid(path, rows, boxes=row_boxes,
+            column_titles=["Ground truth", "Blurred"] + [m.label for m in shown])

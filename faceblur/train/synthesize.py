@@ -1,0 +1,90 @@
+"""Synthesis: label data with the learned blur.
+
+The stage-1 generator G (sharp -> blurred) runs over a large set of sharp faces; each face
+and its G-blurred version make one (blurred, sharp) training pair for stage 2. Pairs are
+written as `<output>/<split>/{blurred,sharp}/<index>.png` (the paired-folder layout, which
+any folder-reading tool understands), split 80/20 by a seeded permutation as in the paper.
+
+Resumable: each file is written atomically, the sharp image before the blurred one, so a
+pair is complete exactly when its blurred file exists; a re-run skips complete pairs and
+redoes the rest, never duplicating or losing one. Several hosts split the indices.
+"""
+
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from tqdm import tqdm
+
+from faceblur.data import augment, factory
+from faceblur.data.image_io import save_image, to_float
+from faceblur.data.sources import train_test_split
+from faceblur.errors import ConfigError
+from faceblur.train.trained import load_trained
+
+DONE_FILE = "synthesis.json"
+
+
+def pair_paths(output: pathlib.Path, split: str, index: int) -> tuple[pathlib.Path, pathlib.Path]:
+  name = f"{index:07d}.png"
+  return output / split / "blurred" / name, output / split / "sharp" / name
+
+
+def prepare_sharp(image: np.ndarray, size: int) -> np.ndarray:
+  """Centre square crop, resized to `size`: faces keep their aspect, sides divide by 4."""
+  side = min(image.shape[:2])
+  return to_float(augment.resize(augment.center_crop(image, side), size))
+
+
+def synthesize(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> pathlib.Path:
+  """Writes the pairs; returns the output folder."""
+  workdir = pathlib.Path(workdir)
+  output = pathlib.Path(config.output) if config.output else workdir / "pairs"
+  if config.image_size % 4:
+    raise ConfigError(f"image_size={config.image_size} must be a multiple of 4")
+  trained = load_trained(config.cyclegan_workdir, "cyclegan")
+  generator = trained.networks["sharp_to_blurred"]
+  params = trained.params["sharp_to_blurred"]
+  blur = jax.jit(lambda p, sharp: generator.apply(p, sharp).astype(jnp.float32))
+
+  source = factory.make_source(config.source)
+  count = len(source) if config.max_images <= 0 else min(config.max_images, len(source))
+  train_indices, test_indices = train_test_split(
+      count, test_fraction=config.test_fraction, seed=config.seed)
+  split_of = {int(i): "train" for i in train_indices} | {int(i): "test" for i in test_indices}
+
+  mine = [i for i in range(count) if i % jax.process_count() == jax.process_index()]
+  todo = [i for i in mine if not pair_paths(output, split_of[i], i)[0].exists()]
+  batch_size = config.batch_size
+  with tqdm(total=len(mine), initial=len(mine) - len(todo), desc="synthesis", unit="pair",
+            disable=jax.process_index() != 0) as progress:
+    for start in range(0, len(todo), batch_size):
+      indices = todo[start:start + batch_size]
+      sharp = np.stack([prepare_sharp(source[i]["image"], config.image_size) for i in indices])
+      padded = np.concatenate([sharp, np.repeat(sharp[-1:], batch_size - len(indices), 0)])
+      blurred = np.asarray(blur(params, padded))[:len(indices)]
+      for index, sharp_image, blurred_image in zip(indices, sharp, blurred, strict=True):
+        blurred_path, sharp_path = pair_paths(output, split_of[index], index)
+        save_image(sharp_path, sharp_image)
+        save_image(blurred_path, blurred_image)
+      progress.update(len(indices))
+
+  if jax.process_index() == 0:
+    summary = {"pairs": count, "train": len(train_indices), "test": len(test_indices),
+               "image_size": config.image_size, "cyclegan_step": trained.step,
+               "source": config.source.to_dict()}
+    (output / DONE_FILE).write_text(json.dumps(summary, indent=2, default=str))
+    if config.pack_tfds:
+      from faceblur.data.tfds_pairs import build_pairs_dataset  # noqa: PLC0415
+
+      build_pairs_dataset(output, output / "tfds")
+  print(f"Synthesised {count} pairs in {output} ({len(train_indices)} train, "
+        f"{len(test_indices)} test)", flush=True)
+  return output
+
+
+def is_complete(output: pathlib.Path) -> bool:
+  return (output / DONE_FILE).exists()

@@ -1,0 +1,31 @@
+"""faceblur's one entry point: parses flags, runs the job the config names.
+
+  python main.py --config=configs/<job>.py --workdir=DIR [--config.key=value ...]
+"""
+
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "A config file from configs/.", lock_config=True)
+flags.DEFINE_string("workdir", None, "Where checkpoints, logs, samples and reports go.")
+flags.mark_flags_as_required(["config"])
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  from faceblur import jobs  # noqa: PLC0415 — flag parsing and --help stay fast
+  from faceblur.errors import FaceblurError  # noqa: PLC0415
+
+  try:
+    jobs.run(FLAGS.config, FLAGS.workdir)
+  except FaceblurError as error:
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main)
