@@ -2,6 +2,8 @@
 
 import ml_collections
 
+from faceblur.data import factory
+
 
 def run_settings(config: ml_collections.ConfigDict, *, job: str) -> ml_collections.ConfigDict:
   config.job = job
@@ -20,16 +22,7 @@ def run_settings(config: ml_collections.ConfigDict, *, job: str) -> ml_collectio
   return config
 
 
-def source(kind: str, path: str = "", **kwargs) -> ml_collections.ConfigDict:
-  """A data source, built by `faceblur.data.factory`.
-
-  kinds: folder, paired_folder, celeb_a, tfds_pairs, demo_sharp, demo_blurred,
-  kernel_blurred (pairs made by blurring a `base` source with random camera-shake kernels).
-  """
-  spec = dict(kind=kind, path=path, split="train", blurry=None, count=0, seed=0, base=None,
-              max_blur_length=0.0)
-  spec.update(kwargs)
-  return ml_collections.ConfigDict(spec)
+source = factory.source_spec  # a data source spec, built by faceblur.data.factory
 
 
 def train_loop_settings(config: ml_collections.ConfigDict, *, num_epochs: float,
@@ -44,4 +37,7 @@ def train_loop_settings(config: ml_collections.ConfigDict, *, num_epochs: float,
   config.num_workers = 2
   # What to do if a loss turns NaN/inf: 'stop' (name the step and last good checkpoint) or 'skip'.
   config.on_nonfinite = "stop"
+  # > 0: checkpoint and stop once this step is reached; a later run resumes from there
+  # (for time-limited sessions such as Colab; the schedule still spans the whole run).
+  config.stop_after_steps = 0
   return config

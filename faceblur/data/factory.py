@@ -1,18 +1,34 @@
-"""Builds data sources from config specs (`configs/common.py:source`)."""
+"""Builds data sources from config specs (`source_spec`, used by every config)."""
 
 import pathlib
 
 import ml_collections
 
-from faceblur.data import demo, sources
 from faceblur.errors import ConfigError, DataError
 
 UNPAIRED_KINDS = ("folder", "celeb_a", "demo_sharp", "demo_blurred")
 PAIRED_KINDS = ("paired_folder", "tfds_pairs", "kernel_blurred")
 
 
+def source_spec(kind: str, path: str = "", **kwargs) -> ml_collections.ConfigDict:
+  """A data-source spec with every field present (configs override what they need).
+
+  kinds: folder, paired_folder, celeb_a, tfds_pairs, demo_sharp, demo_blurred, and
+  kernel_blurred (pairs made by blurring a `base` source with random camera-shake kernels).
+  """
+  spec = dict(kind=kind, path=path, split="train", blurry=None, count=0, seed=0, base=None,
+              max_blur_length=0.0)
+  unknown = set(kwargs) - set(spec)
+  if unknown:
+    raise ConfigError(f"unknown data source key {sorted(unknown)[0]!r}; known: {', '.join(spec)}")
+  spec.update(kwargs)
+  return ml_collections.ConfigDict(spec)
+
+
 def _spec(spec) -> ml_collections.ConfigDict:
-  return spec if isinstance(spec, ml_collections.ConfigDict) else ml_collections.ConfigDict(spec)
+  """Fills the fields a partial spec (e.g. a `base` given as a dict) leaves out."""
+  spec = spec.to_dict() if isinstance(spec, ml_collections.ConfigDict) else dict(spec)
+  return source_spec(**spec)
 
 
 def _required_path(spec) -> pathlib.Path:
@@ -26,6 +42,8 @@ def make_source(spec, *, image_size: int | None = None):
 
   `image_size` sizes generated images (the demo); files are returned as stored.
   """
+  from faceblur.data import demo, sources  # noqa: PLC0415 — configs import this module
+
   spec = _spec(spec)
   if spec.kind == "folder":
     return sources.ImageFolder(_required_path(spec))
@@ -49,6 +67,8 @@ def make_paired_source(spec, *, image_size: int | None = None):
   A `paired_folder` path may hold `train/` and `test/` sub-folders (what synthesis writes):
   `split` picks one.
   """
+  from faceblur.data import demo, sources  # noqa: PLC0415
+
   spec = _spec(spec)
   if spec.kind == "paired_folder":
     root = _required_path(spec)

@@ -9,7 +9,6 @@ Figures 6-8 (ground truth | blurred | each method, detections drawn), and a per-
 import csv
 import dataclasses
 import importlib.metadata
-import json
 import pathlib
 import time
 from collections.abc import Callable

@@ -21,7 +21,8 @@ from faceblur.data import factory
 from faceblur.data import pipeline as data_pipeline
 from faceblur.image_grid import save_grid
 from faceblur.models import PatchDiscriminator, ResnetGenerator
-from faceblur.train import loop, partitioning, state as state_lib
+from faceblur.train import loop, partitioning
+from faceblur.train import state as state_lib
 from faceblur.train.image_pool import create_image_pool, query_image_pool
 from faceblur.train.metric_writers import MetricWriter
 

@@ -90,16 +90,19 @@ def train(
     writer.write_text(f"Already trained for {start_step} >= {num_train_steps} steps.")
     return state
 
+  last_step = num_train_steps
+  if config.get("stop_after_steps", 0) > 0:
+    last_step = min(num_train_steps, config.stop_after_steps)
   progress = ReportProgress(num_train_steps, every_steps=config.log_every_steps)
   history: list[dict[str, jax.Array]] = []
   batch_iterator = batches(start_step)
   progress(start_step)
-  for step in range(start_step + 1, num_train_steps + 1):
+  for step in range(start_step + 1, last_step + 1):
     host_batch = next(batch_iterator)
     state, step_metrics = train_step(state, partitioning.shard_host_batch(host_batch, mesh))
     history.append(step_metrics)
 
-    is_last = step == num_train_steps
+    is_last = step == last_step
     save_now = is_last or step % config.checkpoint_every_steps == 0
     if step % config.log_every_steps == 0 or save_now:
       scalars = _mean_metrics(history)
@@ -108,7 +111,7 @@ def train(
       scalars.update(progress(step))
       writer.write_scalars(step, scalars)
     for periodic in hooks:
-      periodic.maybe_run(step, state, num_train_steps)
+      periodic.maybe_run(step, state, last_step)
     if save_now:
       checkpointer.save(step, state, config, force=True)
   checkpointer.wait_until_finished()

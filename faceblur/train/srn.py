@@ -19,7 +19,8 @@ from faceblur.data import factory
 from faceblur.data import pipeline as data_pipeline
 from faceblur.evaluate import metrics as quality
 from faceblur.models import SRNDeblurNet
-from faceblur.train import loop, partitioning, state as state_lib
+from faceblur.train import loop, partitioning
+from faceblur.train import state as state_lib
 from faceblur.train.cyclegan import compute_dtype
 from faceblur.train.metric_writers import MetricWriter
 
