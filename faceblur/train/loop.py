@@ -113,11 +113,18 @@ def train(
     for periodic in hooks:
       periodic.maybe_run(step, state, last_step)
     if save_now:
+      if config.on_nonfinite != "skip" and not bool(_all_finite(state.params)):
+        _check_finite({"parameters": math.nan}, step, checkpointer, config)
       checkpointer.save(step, state, config, force=True)
   checkpointer.wait_until_finished()
   checkpointer.close()
   writer.flush()
   return state
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  return jax.tree.reduce(lambda ok, leaf: ok & jax.numpy.isfinite(leaf).all(), tree, True)
 
 
 def _check_finite(scalars: dict[str, float], step: int, checkpointer: Checkpointer,

@@ -1,0 +1,64 @@
+"""The same train step on 1 device and on 8 (simulated CPU) devices gives the same update.
+
+JAX fixes its device count at start-up, so the comparison runs in a child process started
+with `--xla_force_host_platform_device_count=8`.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+SCRIPT = textwrap.dedent("""
+    import jax, numpy as np
+    from stage_configs import cyclegan_config, srn_config
+    from faceblur.data import factory, pipeline as data_pipeline
+    from faceblur.train import cyclegan, partitioning, srn, state as state_lib
+
+    assert jax.device_count() == 8, jax.devices()
+
+    def run(module, config, batch, num_devices):
+      mesh = partitioning.make_mesh(num_devices)
+      tx = module.make_optimizer(config, 10)
+      state = state_lib.create_train_state(module.init_fn(config, tx), 0, mesh)
+      networks = (cyclegan.make_networks(config) if module is cyclegan
+                  else srn.make_network(config))
+      step = jax.jit(module.make_train_step(config, networks, tx))
+      for _ in range(2):
+        state, metrics = step(state, partitioning.shard_host_batch(batch, mesh))
+      sharding = jax.tree.leaves(state.params)[0].sharding
+      assert sharding.is_fully_replicated, sharding
+      return jax.tree.leaves(jax.device_get(state.params)), float(next(iter(metrics.values())))
+
+    rng = np.random.default_rng(0)
+    config = srn_config()
+    images = rng.random((2, 8, 24, 24, 3), dtype=np.float32)
+    batch = {"blurred": images[0], "sharp": images[1]}
+    one, loss_one = run(srn, config, batch, 1)
+    eight, loss_eight = run(srn, config, batch, 8)
+    assert abs(loss_one - loss_eight) < 1e-5, (loss_one, loss_eight)
+    worst = max(float(np.max(np.abs(a - b))) for a, b in zip(one, eight))
+    assert worst < 1e-5, worst
+
+    config = cyclegan_config()
+    images = rng.random((2, 8, 32, 32, 3), dtype=np.float32)
+    batch = {"sharp": images[0], "blurred": images[1]}
+    one, _ = run(cyclegan, config, batch, 1)
+    eight, _ = run(cyclegan, config, batch, 8)
+    worst = max(float(np.max(np.abs(a - b))) for a, b in zip(one, eight))
+    assert worst < 1e-5, worst
+    print("MULTIDEVICE OK", worst)
+""")
+
+
+def test_one_and_eight_devices_give_the_same_update():
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8")
+  env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
+  result = subprocess.run([sys.executable, "-c", "import conftest\n" + SCRIPT], env=env,
+                          cwd=ROOT / "tests", capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "MULTIDEVICE OK" in result.stdout

@@ -1,0 +1,108 @@
+"""Each stage learns, checkpoints, and resumes exactly where an uninterrupted run would be."""
+
+import jax
+import numpy as np
+import pytest
+from stage_configs import cyclegan_config, srn_config
+
+from faceblur.data import factory
+from faceblur.data import pipeline as data_pipeline
+from faceblur.train import cyclegan, loop, partitioning, srn
+from faceblur.train import state as state_lib
+from faceblur.train.checkpointing import Checkpointer
+
+
+def _fixed_batch(dataset, keys):
+  batch = next(data_pipeline.iterate(dataset, start_step=0))
+  return {key: batch[name] for key, name in keys.items()}
+
+
+def _losses_on_fixed_batch(train_step, state, batch, mesh, metric, num_steps):
+  step = jax.jit(train_step)
+  values = []
+  sharded = partitioning.shard_host_batch(batch, mesh)
+  for _ in range(num_steps):
+    state, metrics = step(state, sharded)
+    values.append(float(metrics[metric]))
+  return values
+
+
+def test_cyclegan_step_reduces_cycle_loss_on_a_fixed_batch():
+  config = cyclegan_config(100)
+  config.optimizer.learning_rate = 1e-3
+  mesh = partitioning.make_mesh(1)
+  tx = cyclegan.make_optimizer(config, 100)
+  state = state_lib.create_train_state(cyclegan.init_fn(config, tx), 0, mesh)
+  sharp_source, blurred_source = cyclegan.sources(config)
+  transform = data_pipeline.cyclegan_transform(config.data.load_size, config.data.crop_size)
+  sharp = _fixed_batch(data_pipeline.make_dataset(sharp_source, batch_size=2,
+                                                  transform=transform, seed=0), {"sharp": "image"})
+  blurred = _fixed_batch(data_pipeline.make_dataset(blurred_source, batch_size=2,
+                                                    transform=transform, seed=1),
+                         {"blurred": "image"})
+  step = cyclegan.make_train_step(config, cyclegan.make_networks(config), tx)
+  values = _losses_on_fixed_batch(step, state, sharp | blurred, mesh, "generator/cycle", 12)
+  assert all(np.isfinite(values))
+  assert np.mean(values[-3:]) < 0.7 * np.mean(values[:3]), values
+
+
+def test_srn_step_reduces_multiscale_loss_on_a_fixed_batch():
+  config = srn_config(100)
+  config.optimizer.learning_rate = 1e-3
+  mesh = partitioning.make_mesh(1)
+  tx = srn.make_optimizer(config, 100)
+  state = state_lib.create_train_state(srn.init_fn(config, tx), 0, mesh)
+  source = factory.make_paired_source(config.data.train)
+  dataset = data_pipeline.make_dataset(
+      source, batch_size=2, seed=0,
+      transform=data_pipeline.paired_transform(config.data.crop_size, train=True))
+  batch = _fixed_batch(dataset, {"blurred": "blurred", "sharp": "sharp"})
+  step = srn.make_train_step(config, srn.make_network(config), tx)
+  values = _losses_on_fixed_batch(step, state, batch, mesh, "loss", 12)
+  assert np.mean(values[-3:]) < 0.5 * np.mean(values[:3]), values
+
+
+def _params(state):
+  return jax.tree.leaves(jax.device_get(state.params))
+
+
+@pytest.mark.parametrize("stage, make_config", [("cyclegan", cyclegan_config),
+                                                ("srn", srn_config)])
+def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, stage, make_config):
+  module = {"cyclegan": cyclegan, "srn": srn}[stage]
+  straight = module.train_and_evaluate(make_config(4), tmp_path / "straight")
+
+  interrupted = make_config(4)
+  interrupted.stop_after_steps = 2
+  first = module.train_and_evaluate(interrupted, tmp_path / "resumed")
+  assert int(first.step) == 2
+  assert Checkpointer(tmp_path / "resumed" / "checkpoints").latest_step() == 2
+  resumed = module.train_and_evaluate(make_config(4), tmp_path / "resumed")
+
+  assert int(resumed.step) == 4
+  assert Checkpointer(tmp_path / "straight" / "checkpoints").latest_step() == 4
+  for expected, actual in zip(_params(straight), _params(resumed), strict=True):
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)
+  assert (tmp_path / "resumed" / "log.txt").read_text().count("Resuming from") == 1
+
+
+def test_training_run_is_a_no_op_once_finished(tmp_path):
+  config = srn_config(2)
+  done = srn.train_and_evaluate(config, tmp_path)
+  again = srn.train_and_evaluate(config, tmp_path)
+  for expected, actual in zip(_params(done), _params(again), strict=True):
+    np.testing.assert_array_equal(actual, expected)
+
+
+def test_nonfinite_loss_stops_with_one_line_naming_step_and_checkpoint(tmp_path):
+  config = srn_config(4)
+  config.optimizer.learning_rate = 1e30
+  config.checkpoint_every_steps = 1
+  config.log_every_steps = 1
+  with pytest.raises(loop.NonFiniteLossError) as raised:
+    srn.train_and_evaluate(config, tmp_path)
+  message = str(raised.value)
+  assert "\n" not in message and "step" in message and "checkpoint" in message
+  # The NaN step itself is never checkpointed.
+  latest = Checkpointer(tmp_path / "checkpoints").latest_step()
+  assert latest is None or f"/{latest}" in message
