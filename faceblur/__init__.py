@@ -1,1 +1,96 @@
-"""faceblur: face image deblurring that helps face detection."""
+"""faceblur: face image deblurring that helps face detection (JAX/Flax NNX).
+
+Images are numpy/JAX arrays HxWx3 (or NxHxWx3) float32 in [0, 1], RGB, throughout the
+package; `faceblur.data.image_io` converts files to and from that form.
+
+The notebook-sized API (imports nothing heavy until used; nothing here needs TensorFlow):
+
+  >>> import faceblur
+  >>> deblurrer = faceblur.load_deblurrer("runs/demo/srn")
+  >>> restored = deblurrer(faceblur.load_image("blurred.jpg"))
+  >>> faceblur.detect_faces(restored)
+  >>> faceblur.psnr(restored, sharp), faceblur.ssim(restored, sharp)
+  >>> config = faceblur.get_config("demo")   # any configs/<name>.py, as a ConfigDict
+"""
+
+import importlib
+import pathlib
+from typing import Any
+
+import numpy as np
+
+__version__ = "0.1.0"
+__all__ = ["load_deblurrer", "deblur", "detect_faces", "psnr", "ssim", "get_config",
+           "load_image", "save_image", "run"]
+
+_DETECTORS: dict[str, Any] = {}
+
+
+def load_deblurrer(workdir: str | pathlib.Path, *, tile_size: int = 512, tile_overlap: int = 32):
+  """A trained SRN from a stage-2 workdir: call it on an image to restore it."""
+  from faceblur.inference import Deblurrer
+
+  return Deblurrer(workdir, tile_size=tile_size, tile_overlap=tile_overlap)
+
+
+def deblur(image, workdir: str | pathlib.Path) -> np.ndarray:
+  """Restores one image (numpy or PIL) with the SRN trained in `workdir`."""
+  return load_deblurrer(workdir)(_as_array(image))
+
+
+def detect_faces(image, *, detector: str = "mtcnn") -> list:
+  """Face detections (box, score, landmarks) in one image (numpy or PIL)."""
+  from faceblur.evaluate.detectors import make_detector
+
+  if detector not in _DETECTORS:
+    _DETECTORS[detector] = make_detector(detector)
+  return _DETECTORS[detector].detect(_as_array(image))
+
+
+def psnr(restored, reference) -> float:
+  from faceblur.evaluate import metrics
+
+  return float(metrics.psnr(_batch(restored), _batch(reference)).mean())
+
+
+def ssim(restored, reference) -> float:
+  from faceblur.evaluate import metrics
+
+  return float(metrics.ssim(_batch(restored), _batch(reference)).mean())
+
+
+def get_config(name: str, arg: str | None = None):
+  """The ConfigDict of `configs/<name>.py` (with its optional argument), to edit in code."""
+  module = importlib.import_module(f"configs.{name}")
+  return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def run(config, workdir: str | pathlib.Path | None = None):
+  """Runs a config's job (what `main.py` does), e.g. `run(get_config("demo"), "runs/demo")`."""
+  from faceblur import jobs
+
+  return jobs.run(config, str(workdir) if workdir else None)
+
+
+def load_image(path: str | pathlib.Path) -> np.ndarray:
+  from faceblur.data import image_io
+
+  return image_io.to_float(image_io.load_image(path))
+
+
+def save_image(path: str | pathlib.Path, image: np.ndarray) -> None:
+  from faceblur.data import image_io
+
+  image_io.save_image(path, image)
+
+
+def _as_array(image) -> np.ndarray:
+  array = np.asarray(image.convert("RGB")) if hasattr(image, "convert") else np.asarray(image)
+  if array.dtype == np.uint8:
+    return array.astype(np.float32) / 255.0
+  return array.astype(np.float32)
+
+
+def _batch(image) -> np.ndarray:
+  array = _as_array(image)
+  return array[None] if array.ndim == 3 else array
