@@ -7,7 +7,8 @@ networks are compiled in many tests and in every CI run.
 import os
 import pathlib
 
-_CACHE = pathlib.Path(os.environ.get("FACEBLUR_TEST_CACHE", pathlib.Path.home() / ".cache" / "faceblur-jax"))
+_DEFAULT_CACHE = pathlib.Path.home() / ".cache" / "faceblur-jax"
+_CACHE = pathlib.Path(os.environ.get("FACEBLUR_TEST_CACHE", _DEFAULT_CACHE))
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_CACHE))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
