@@ -1,0 +1,169 @@
+"""The grain pipeline: shapes, determinism, resuming by step, process shards, device sharding."""
+
+import pickle
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import Mesh
+
+from faceblur.data import demo, pipeline
+from faceblur.data.image_io import save_image
+from faceblur.data.sources import PairedFolder
+from faceblur.errors import DataError
+
+
+class Numbered:
+  """Record i is an image filled with i: batches show which records they hold."""
+
+  def __init__(self, count=10):
+    self.count = count
+
+  def __len__(self):
+    return self.count
+
+  def __getitem__(self, index):
+    return {"image": np.full((6, 6, 3), index, np.uint8), "name": f"{index:03d}"}
+
+
+def _ids(record, rng):
+  return {"id": np.int32(record["image"][0, 0, 0]), "noise": np.float32(rng.uniform()),
+          "name": record["name"]}
+
+
+def _take(dataset, count, **kwargs):
+  iterator = pipeline.iterate(dataset, **kwargs)
+  return [next(iterator) for _ in range(count)]
+
+
+def _paired_folder(root, count=6, size=40):
+  faces = demo.demo_faces(size=size, count=count, seed=0)
+  for i, face in enumerate(faces):
+    save_image(root / "sharp" / f"{i}.png", face)
+    save_image(root / "blurred" / f"{i}.png", face // 2)
+  return PairedFolder(root)
+
+
+def test_cyclegan_batches_have_the_configured_shape_and_dtype():
+  source = demo.DemoFaces(size=40, count=12)
+  dataset = pipeline.make_dataset(source, batch_size=4, seed=0,
+                                  transform=pipeline.cyclegan_transform(36, 32))
+  batch = _take(dataset, 1)[0]
+  assert batch["image"].shape == (4, 32, 32, 3) and batch["image"].dtype == np.float32
+  assert 0 <= batch["image"].min() and batch["image"].max() <= 1
+  assert batch["name"].shape == (4,)
+
+
+def test_paired_batches_share_the_crop_and_flip(tmp_path):
+  dataset = pipeline.make_dataset(_paired_folder(tmp_path), batch_size=3, seed=0,
+                                  transform=pipeline.paired_transform(24))
+  for batch in _take(dataset, 4):
+    assert batch["blurred"].shape == batch["sharp"].shape == (3, 24, 24, 3)
+    assert batch["blurred"].dtype == np.float32
+    # blurred = sharp // 2 pixel for pixel, so the crops and flips must coincide
+    np.testing.assert_allclose(batch["blurred"] * 255, np.floor(batch["sharp"] * 255 / 2 + 1e-3),
+                               atol=1e-3)
+
+
+def test_eval_transforms_are_deterministic_centre_crops(tmp_path):
+  pairs = _paired_folder(tmp_path)
+  transform = pipeline.paired_transform(None, train=False)
+  whole = transform(pairs[0], np.random.default_rng(0))
+  assert whole["sharp"].shape == (40, 40, 3)
+  crop = pipeline.paired_transform(16, train=False)(pairs[0], np.random.default_rng(1))
+  np.testing.assert_array_equal(crop["sharp"], whole["sharp"][12:28, 12:28])
+  faces = demo.DemoFaces(size=40, count=2)
+  cyclegan = pipeline.cyclegan_transform(36, 32, train=False)
+  first = cyclegan(faces[0], np.random.default_rng(0))["image"]
+  np.testing.assert_array_equal(first, cyclegan(faces[0], np.random.default_rng(9))["image"])
+
+
+def test_too_small_images_name_the_record(tmp_path):
+  pairs = _paired_folder(tmp_path, count=1, size=16)
+  with pytest.raises(DataError, match=r"0\.png: image 16x16 is smaller than crop_size=24"):
+    pipeline.paired_transform(24)(pairs[0], np.random.default_rng(0))
+
+
+def test_same_seed_same_batches_other_seed_other_batches():
+  first = _take(pipeline.make_dataset(Numbered(), batch_size=4, transform=_ids, seed=0), 5)
+  again = _take(pipeline.make_dataset(Numbered(), batch_size=4, transform=_ids, seed=0), 5)
+  other = _take(pipeline.make_dataset(Numbered(), batch_size=4, transform=_ids, seed=1), 5)
+  for a, b in zip(first, again, strict=True):
+    np.testing.assert_array_equal(a["id"], b["id"])
+    np.testing.assert_array_equal(a["noise"], b["noise"])
+  assert any(not np.array_equal(a["id"], c["id"]) for a, c in zip(first, other, strict=True))
+
+
+def test_epochs_cover_every_record_and_reshuffle():
+  batches = _take(pipeline.make_dataset(Numbered(), batch_size=5, transform=_ids, seed=0), 4)
+  ids = np.concatenate([batch["id"] for batch in batches])
+  first_epoch, second_epoch = ids[:10], ids[10:]
+  assert sorted(first_epoch) == sorted(second_epoch) == list(range(10))
+  assert not np.array_equal(first_epoch, second_epoch)
+  noise = np.concatenate([batch["noise"] for batch in batches])
+  assert len(set(noise.tolist())) == 20  # augmentation randomness differs per epoch too
+
+
+def test_finite_epochs_end():
+  dataset = pipeline.make_dataset(Numbered(), batch_size=4, transform=_ids, seed=0,
+                                  num_epochs=2, drop_remainder=False)
+  batches = list(pipeline.iterate(dataset))
+  assert [len(batch["id"]) for batch in batches] == [4, 4, 4, 4, 4]
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_resuming_at_a_step_yields_what_the_uninterrupted_run_yields(prefetch):
+  dataset = pipeline.make_dataset(Numbered(7), batch_size=3, transform=_ids, seed=4)
+  uninterrupted = _take(dataset, 9, prefetch=prefetch)
+  for start_step in (1, 5, 8):
+    resumed = _take(dataset, 9 - start_step, start_step=start_step, prefetch=prefetch)
+    for expected, actual in zip(uninterrupted[start_step:], resumed, strict=True):
+      np.testing.assert_array_equal(expected["id"], actual["id"])
+      np.testing.assert_array_equal(expected["noise"], actual["noise"])
+
+
+def test_process_shards_are_disjoint_and_cover_the_data():
+  names = []
+  for process_index in range(2):
+    dataset = pipeline.make_dataset(Numbered(11), batch_size=2, transform=_ids, seed=0,
+                                    num_epochs=1, drop_remainder=False,
+                                    process_index=process_index, process_count=2)
+    names.append({name for batch in pipeline.iterate(dataset) for name in batch["name"]})
+  assert not names[0] & names[1]
+  assert names[0] | names[1] == {f"{i:03d}" for i in range(11)}
+
+
+def test_worker_processes_give_the_same_batches():
+  dataset = pipeline.make_dataset(demo.DemoFaces(size=24, count=8), batch_size=2, seed=0,
+                                  transform=pipeline.cyclegan_transform(24, 20))
+  threads = _take(dataset, 3, start_step=2)
+  workers = _take(dataset, 3, start_step=2, num_workers=1)
+  for a, b in zip(threads, workers, strict=True):
+    assert type(b["image"]) is np.ndarray  # copied out of shared memory
+    np.testing.assert_array_equal(a["image"], b["image"])
+
+
+def test_transforms_pickle_for_worker_processes():
+  for transform in (pipeline.cyclegan_transform(36, 32),
+                    pipeline.paired_transform(24, train=True, random_flip=False)):
+    assert pickle.loads(pickle.dumps(transform)) == transform
+
+
+def test_dataset_too_small_for_a_batch_is_an_error():
+  with pytest.raises(DataError, match="do not fill one batch of 8"):
+    pipeline.make_dataset(Numbered(3), batch_size=8, transform=_ids, seed=0, num_epochs=2)
+
+
+def test_shard_batch_splits_over_the_mesh():
+  devices = jax.devices()
+  mesh = Mesh(np.asarray(devices), ("data",))
+  batch = _take(pipeline.make_dataset(Numbered(), batch_size=2 * len(devices),
+                                      transform=_ids, seed=0), 1)[0]
+  batch["image"] = np.arange(2 * len(devices) * 4, dtype=np.float32).reshape(-1, 2, 2, 1)
+  sharded = pipeline.shard_batch(batch, mesh)
+  assert set(sharded) == {"id", "noise", "image"}  # names stay on the host
+  assert sharded["image"].shape == batch["image"].shape
+  assert len(sharded["image"].addressable_shards) == len(devices)
+  assert sharded["image"].addressable_shards[0].data.shape == (2, 2, 2, 1)
+  np.testing.assert_array_equal(np.asarray(sharded["image"]), batch["image"])
+  np.testing.assert_array_equal(np.asarray(sharded["id"]), batch["id"])
