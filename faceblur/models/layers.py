@@ -1,0 +1,55 @@
+"""Pieces shared by the networks: reflection padding, instance norm, the ConvLSTM cell."""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+_XAVIER = nnx.initializers.xavier_uniform()
+
+
+def reflect_pad(images: jax.Array, pad: int) -> jax.Array:
+  """Reflection padding of H and W (NHWC), as CycleGAN uses to avoid border artefacts."""
+  return jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+
+
+def instance_norm(features: jax.Array, eps: float = 1e-5) -> jax.Array:
+  """Per-sample, per-channel normalisation without affine parameters (torch's default).
+
+  Statistics are computed in float32 even under bfloat16 activations.
+  """
+  dtype = features.dtype
+  features = features.astype(jnp.float32)
+  mean = jnp.mean(features, axis=(1, 2), keepdims=True)
+  variance = jnp.var(features, axis=(1, 2), keepdims=True)
+  return ((features - mean) * jax.lax.rsqrt(variance + eps)).astype(dtype)
+
+
+class ConvLSTMCell(nnx.Module):
+  """A convolutional LSTM (Shi et al. 2015) as in SRN's `BasicConvLSTMCell`.
+
+  One convolution of [input ⊕ hidden] gives the four gates; the forget gate gets a bias of 1
+  so that early in training the cell keeps its memory. The carry is kept in float32.
+  """
+
+  def __init__(self, in_features: int, hidden_features: int, *, kernel_size: int = 3,
+               forget_bias: float = 1.0, kernel_init=_XAVIER, dtype=jnp.float32, rngs: nnx.Rngs):
+    self.hidden_features = hidden_features
+    self.forget_bias = forget_bias
+    self.gates = nnx.Conv(in_features + hidden_features, 4 * hidden_features,
+                          (kernel_size, kernel_size), padding="SAME", kernel_init=kernel_init,
+                          dtype=dtype, rngs=rngs)
+
+  def initial_carry(self, batch_shape: tuple[int, int, int]) -> tuple[jax.Array, jax.Array]:
+    """Zero (hidden, cell) states for a (N, H, W) feature map."""
+    zeros = jnp.zeros((*batch_shape, self.hidden_features), jnp.float32)
+    return zeros, zeros
+
+  def __call__(self, inputs: jax.Array, carry: tuple[jax.Array, jax.Array]):
+    hidden, cell = carry
+    gates = self.gates(jnp.concatenate([inputs, hidden.astype(inputs.dtype)], axis=-1))
+    input_gate, candidate, forget_gate, output_gate = jnp.split(
+        gates.astype(jnp.float32), 4, axis=-1)
+    cell = (cell * jax.nn.sigmoid(forget_gate + self.forget_bias)
+            + jax.nn.sigmoid(input_gate) * jnp.tanh(candidate))
+    hidden = jnp.tanh(cell) * jax.nn.sigmoid(output_gate)
+    return (hidden, cell), hidden
