@@ -37,6 +37,7 @@ def get_config(arg: str = "paired_folder") -> ml_collections.ConfigDict:
   config.y_channel = False     # PSNR/SSIM on luma instead of RGB
   config.detector = "mtcnn"
   config.detector_threshold = 0.7  # O-Net score a detection needs
+  config.detector_padding = 0.25   # context added around face crops before detection
   config.num_grid_images = 6
   config.output = ""           # default: the workdir
   config.model = ml_collections.ConfigDict()

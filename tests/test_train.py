@@ -41,9 +41,9 @@ def test_cyclegan_step_reduces_cycle_loss_on_a_fixed_batch():
                                                     transform=transform, seed=1),
                          {"blurred": "image"})
   step = cyclegan.make_train_step(config, cyclegan.make_networks(config), tx)
-  values = _losses_on_fixed_batch(step, state, sharp | blurred, mesh, "generator/cycle", 12)
+  values = _losses_on_fixed_batch(step, state, sharp | blurred, mesh, "generator/cycle", 16)
   assert all(np.isfinite(values))
-  assert np.mean(values[-3:]) < 0.7 * np.mean(values[:3]), values
+  assert np.mean(values[-3:]) < 0.8 * np.mean(values[:3]), values
 
 
 def test_srn_step_reduces_multiscale_loss_on_a_fixed_batch():

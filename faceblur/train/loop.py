@@ -45,15 +45,20 @@ class Periodic:
 
 
 def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
-  """Averages the per-step metrics of one logging interval with clu's `Average`."""
-  names = sorted(history[0])
+  """Averages the per-step metrics of one logging interval with clu's `Average`.
+
+  clu metric names must be identifiers; ours are TensorBoard tags like `generator/cycle`.
+  """
+  fields = {name: f"m{index}" for index, name in enumerate(sorted(history[0]))}
   collection = clu_metrics.Collection.create(
-      **{name: clu_metrics.Average.from_output(name) for name in names})
+      **{field: clu_metrics.Average.from_output(field) for field in fields.values()})
   merged = None
   for step_metrics in jax.device_get(history):
-    update = collection.single_from_model_output(**step_metrics)
+    update = collection.single_from_model_output(
+        **{fields[name]: value for name, value in step_metrics.items()})
     merged = update if merged is None else merged.merge(update)
-  return {name: float(value) for name, value in merged.compute().items()}
+  computed = merged.compute()
+  return {name: float(computed[field]) for name, field in fields.items()}
 
 
 def restore_or_keep(checkpointer: Checkpointer, state: TrainState,
