@@ -13,7 +13,7 @@ import textwrap
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 SCRIPT = textwrap.dedent("""
-    import jax, numpy as np
+    import jax, numpy as np, optax
     from stage_configs import cyclegan_config, srn_config
     from faceblur.data import factory, pipeline as data_pipeline
     from faceblur.train import cyclegan, partitioning, srn, state as state_lib
@@ -22,8 +22,12 @@ SCRIPT = textwrap.dedent("""
 
     def run(module, config, batch, num_devices):
       mesh = partitioning.make_mesh(num_devices)
-      tx = module.make_optimizer(config, 10)
+      # Plain SGD: Adam's first step is lr * sign(gradient), and the biases that feed an
+      # instance norm have a true gradient of exactly zero, so their float noise (which
+      # differs with the summation order over devices) would flip signs at full lr.
+      tx = optax.sgd(0.01)
       state = state_lib.create_train_state(module.init_fn(config, tx), 0, mesh)
+      initial = jax.tree.leaves(jax.device_get(state.params))
       networks = (cyclegan.make_networks(config) if module is cyclegan
                   else srn.make_network(config))
       step = jax.jit(module.make_train_step(config, networks, tx))
@@ -31,25 +35,30 @@ SCRIPT = textwrap.dedent("""
         state, metrics = step(state, partitioning.shard_host_batch(batch, mesh))
       sharding = jax.tree.leaves(state.params)[0].sharding
       assert sharding.is_fully_replicated, sharding
-      return jax.tree.leaves(jax.device_get(state.params)), float(next(iter(metrics.values())))
+      final = jax.tree.leaves(jax.device_get(state.params))
+      update = max(float(np.max(np.abs(a - b))) for a, b in zip(final, initial))
+      return final, float(next(iter(metrics.values()))), update
+
+    def assert_same_update(one, eight, update):
+      worst = max(float(np.max(np.abs(a - b))) for a, b in zip(one, eight))
+      assert worst < 1e-4 * update, (worst, update)
+      return worst
 
     rng = np.random.default_rng(0)
     config = srn_config()
     images = rng.random((2, 8, 24, 24, 3), dtype=np.float32)
     batch = {"blurred": images[0], "sharp": images[1]}
-    one, loss_one = run(srn, config, batch, 1)
-    eight, loss_eight = run(srn, config, batch, 8)
-    assert abs(loss_one - loss_eight) < 1e-5, (loss_one, loss_eight)
-    worst = max(float(np.max(np.abs(a - b))) for a, b in zip(one, eight))
-    assert worst < 1e-5, worst
+    one, loss_one, update = run(srn, config, batch, 1)
+    eight, loss_eight, _ = run(srn, config, batch, 8)
+    assert abs(loss_one - loss_eight) < 1e-5 * max(1.0, abs(loss_one)), (loss_one, loss_eight)
+    assert_same_update(one, eight, update)
 
     config = cyclegan_config()
     images = rng.random((2, 8, 32, 32, 3), dtype=np.float32)
     batch = {"sharp": images[0], "blurred": images[1]}
-    one, _ = run(cyclegan, config, batch, 1)
-    eight, _ = run(cyclegan, config, batch, 8)
-    worst = max(float(np.max(np.abs(a - b))) for a, b in zip(one, eight))
-    assert worst < 1e-5, worst
+    one, _, update = run(cyclegan, config, batch, 1)
+    eight, _, _ = run(cyclegan, config, batch, 8)
+    worst = assert_same_update(one, eight, update)
     print("MULTIDEVICE OK", worst)
 """)
 
