@@ -57,7 +57,6 @@ def wire(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> ml_collect
 
 
 def run_pipeline(config: ml_collections.ConfigDict, workdir: pathlib.Path):
-  from faceblur.evaluate import evaluation  # noqa: PLC0415
   from faceblur.train import cyclegan, srn, synthesize  # noqa: PLC0415
 
   unknown = [stage for stage in config.stages if stage not in STAGES]
@@ -78,6 +77,8 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: pathlib.Path):
     elif stage in ("srn", "srn_kernel"):
       srn.train_and_evaluate(config[stage], workdir / stage)
     elif stage == "evaluate":
+      from faceblur.evaluate import evaluation  # noqa: PLC0415
+
       report = evaluation.evaluate(config.evaluate, workdir / "evaluation")
   minutes = (time.perf_counter() - started) / 60
   print(f"\nPipeline finished in {minutes:.1f} min. Everything is under {workdir}:", flush=True)
