@@ -2,7 +2,7 @@
 
 Methods are named in `methods`; each is one of
   identity          the blurred input itself (the floor)
-  richardson_lucy   classical deconvolution with a fixed motion-blur guess (non-learned)
+  richardson_lucy   classical deconvolution with a per-image blind linear-motion estimate
   srn               an SRN checkpoint (`workdir` of a stage-2 run): ours, or the kernel baseline
   cyclegan          the blurred -> sharp generator F of a stage-1 run used directly (Zhu et al.)
 """
