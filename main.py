@@ -3,6 +3,8 @@
   python main.py --config=configs/<job>.py --workdir=DIR [--config.key=value ...]
 """
 
+import pathlib
+import re
 import sys
 
 from absl import app, flags, logging
@@ -12,6 +14,25 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "A config file from configs/.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Where checkpoints, logs, samples and reports go.")
 flags.mark_flags_as_required(["config"])
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, with a bad `--config.key=value` reported in one line, not a traceback."""
+  for arg in argv[1:]:
+    if arg.startswith("--config="):
+      path = pathlib.Path(arg.split("=", 1)[1].split(":", 1)[0])
+      if not path.is_file():
+        print(f"error: --config: no such config file {path}", file=sys.stderr, flush=True)
+        sys.exit(2)
+  try:
+    return FLAGS(argv)
+  except flags.Error as error:
+    message = str(error)
+  except (AttributeError, KeyError, TypeError, ValueError) as error:
+    message = str(error.args[0] if error.args else error)
+  message = " ".join(re.sub(r"\\n|\\|'", " ", message).split())
+  print(f"error: bad flag or config override: {message}", file=sys.stderr, flush=True)
+  sys.exit(2)
 
 
 def main(argv: list[str]) -> None:
@@ -30,4 +51,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
