@@ -27,10 +27,13 @@ class ResnetGenerator(nnx.Module):
                       padding=padding, kernel_init=_INIT, dtype=dtype, rngs=rngs)
 
     def up(in_features, out_features):
-      # torch ConvTranspose2d(k=3, s=2, padding=1, output_padding=1): exactly doubles the size.
+      # torch's ConvTranspose2d(3, stride=2, padding=1, output_padding=1), which exactly
+      # doubles the size: flax pads the dilated input by (k - 1 - padding, k - 1 - padding +
+      # output_padding). transpose_kernel applies the (kh, kw, out, in) kernel as the true
+      # transpose of a convolution, as torch does (torch weight (in, out, kh, kw) -> (2, 3, 1, 0)).
       return nnx.ConvTranspose(in_features, out_features, (3, 3), strides=(2, 2),
-                               padding=((1, 2), (1, 2)), kernel_init=_INIT, dtype=dtype,
-                               rngs=rngs)
+                               padding=((1, 2), (1, 2)), transpose_kernel=True,
+                               kernel_init=_INIT, dtype=dtype, rngs=rngs)
 
     width = features
     self.stem = conv(channels, width, 7)
@@ -43,7 +46,10 @@ class ResnetGenerator(nnx.Module):
     self.head = conv(width, channels, 7)
 
   def __call__(self, images: jax.Array) -> jax.Array:
-    hidden = images * 2.0 - 1.0
+    """(N, H, W, C) in [0, 1], H and W divisible by 4 -> the translated images, float32 [0, 1]."""
+    if images.shape[1] % 4 or images.shape[2] % 4:
+      raise ValueError(f"ResnetGenerator needs sides divisible by 4, got {images.shape[1:3]}")
+    hidden = images.astype(jnp.float32) * 2.0 - 1.0
     hidden = jax.nn.relu(instance_norm(self.stem(reflect_pad(hidden, 3))))
     for conv in self.down:
       hidden = jax.nn.relu(instance_norm(conv(hidden)))
@@ -52,4 +58,4 @@ class ResnetGenerator(nnx.Module):
       hidden = hidden + instance_norm(second(reflect_pad(residual, 1)))
     for conv in self.up:
       hidden = jax.nn.relu(instance_norm(conv(hidden)))
-    return (jnp.tanh(self.head(reflect_pad(hidden, 3))) + 1.0) / 2.0
+    return (jnp.tanh(self.head(reflect_pad(hidden, 3)).astype(jnp.float32)) + 1.0) / 2.0

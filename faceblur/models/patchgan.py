@@ -33,10 +33,11 @@ class PatchDiscriminator(nnx.Module):
     self.layers = nnx.List(layers)
 
   def __call__(self, images: jax.Array) -> jax.Array:
-    hidden = images * 2.0 - 1.0
+    """(N, H, W, C) in [0, 1] -> float32 (N, h, w, 1) scores, one per overlapping patch."""
+    hidden = images.astype(jnp.float32) * 2.0 - 1.0
     for index, layer in enumerate(self.layers[:-1]):
       hidden = layer(hidden)
       if index > 0:  # no normalisation on the first layer
         hidden = instance_norm(hidden)
       hidden = jax.nn.leaky_relu(hidden, 0.2)
-    return self.layers[-1](hidden)
+    return self.layers[-1](hidden).astype(jnp.float32)

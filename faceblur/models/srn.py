@@ -6,10 +6,12 @@ previous scale's estimate, upsampled and detached (the coarsest scale takes the 
 twice); the ConvLSTM's state is resized and carried to the next scale. Every scale's estimate
 is returned, because the multi-scale loss (eq. 3) supervises all of them.
 
-Any input size >= 4 px works: each scale's input is edge-padded up to a multiple of 4 (the
-two stride-2 stages and the transposed convolutions then line up) and its estimate cropped
-back, so estimates always have the pyramid sizes round(H * ratio^k) x round(W * ratio^k).
-Inputs and estimates are in [0, 1] (NHWC); estimates are not clipped.
+Any input size works (tested down to 16 px): each scale's input is edge-padded up to a
+multiple of 4, so that the two stride-2 convolutions and the two transposed convolutions line
+up, and its estimate is cropped back. Estimates therefore always have the pyramid sizes
+round(H * ratio^k) x round(W * ratio^k). The ConvLSTM state is resized so that the image
+content of one scale maps onto the content of the next (not padding onto content). Inputs and
+estimates are in [0, 1] (NHWC, float32); estimates are not clipped.
 """
 
 import jax
@@ -19,13 +21,17 @@ from flax import nnx
 from faceblur.models.layers import ConvLSTMCell
 
 _INIT = nnx.initializers.xavier_uniform()
-_MULTIPLE = 4
-_LSTM_FEATURES = 128
+_MULTIPLE = 4  # two stride-2 stages per scale
 
 
 def _resize(images: jax.Array, height: int, width: int) -> jax.Array:
+  """Bilinear, without antialiasing, as TF1's `resize_images` in the official code."""
   return jax.image.resize(images, (images.shape[0], height, width, images.shape[-1]),
                           "bilinear", antialias=False)
+
+
+def _round_up(value: int) -> int:
+  return -(-value // _MULTIPLE) * _MULTIPLE
 
 
 class ResBlock(nnx.Module):
@@ -42,10 +48,17 @@ class ResBlock(nnx.Module):
 
 
 class SRNDeblurNet(nnx.Module):
-  """8,061,411 parameters in colour with the ConvLSTM (6,881,251 without; 8,056,609 grey)."""
+  """Encoder (32-64-128), ConvLSTM bottleneck, decoder with summed skips; 5x5 convolutions.
+
+  8,061,411 parameters in colour with the ConvLSTM (6,881,251 without; 8,056,609 grey), the
+  same for any `num_scales`. `features` is the first stage's width (the reference's 32); the
+  other stages and the ConvLSTM use 2x and 4x. `dtype` is the computation dtype (parameters
+  and the ConvLSTM state stay float32).
+  """
 
   def __init__(self, *, num_scales: int = 3, scale_ratio: float = 0.5, use_lstm: bool = True,
-               channels: int = 3, dtype=jnp.float32, rngs: nnx.Rngs):
+               channels: int = 3, features: int = 32, residual: bool = False,
+               dtype=jnp.float32, rngs: nnx.Rngs):
     self.num_scales = num_scales
     self.scale_ratio = scale_ratio
     self.channels = channels
@@ -55,28 +68,39 @@ class SRNDeblurNet(nnx.Module):
       return nnx.Conv(in_features, out_features, (5, 5), strides=stride, padding="SAME",
                       kernel_init=_INIT, dtype=dtype, rngs=rngs)
 
-    def blocks(features):
-      return nnx.List([ResBlock(features, dtype=dtype, rngs=rngs) for _ in range(3)])
+    def blocks(width):
+      return nnx.List([ResBlock(width, dtype=dtype, rngs=rngs) for _ in range(3)])
 
     def up(in_features, out_features):
+      # TF's conv2d_transpose(4x4, stride 2, SAME): exactly doubles the size. The kernel is
+      # stored (kh, kw, out, in) and applied as the true transpose of a convolution, as in TF.
       return nnx.ConvTranspose(in_features, out_features, (4, 4), strides=(2, 2),
-                               padding="SAME", kernel_init=_INIT, dtype=dtype, rngs=rngs)
+                               padding="SAME", transpose_kernel=True, kernel_init=_INIT,
+                               dtype=dtype, rngs=rngs)
 
-    self.enc1, self.enc1_blocks = conv(2 * channels, 32), blocks(32)
-    self.enc2, self.enc2_blocks = conv(32, 64, 2), blocks(64)
-    self.enc3, self.enc3_blocks = conv(64, 128, 2), blocks(128)
-    self.lstm = (ConvLSTMCell(128, _LSTM_FEATURES, kernel_init=_INIT, dtype=dtype, rngs=rngs)
+    width1, width2, width3 = features, 2 * features, 4 * features
+    self.enc1, self.enc1_blocks = conv(2 * channels, width1), blocks(width1)
+    self.enc2, self.enc2_blocks = conv(width1, width2, 2), blocks(width2)
+    self.enc3, self.enc3_blocks = conv(width2, width3, 2), blocks(width3)
+    self.lstm = (ConvLSTMCell(width3, width3, kernel_init=_INIT, dtype=dtype, rngs=rngs)
                  if use_lstm else None)
-    self.dec3_blocks, self.dec3_up = blocks(128), up(128, 64)
-    self.dec2_blocks, self.dec2_up = blocks(64), up(64, 32)
-    self.dec1_blocks, self.out = blocks(32), conv(32, channels)
+    self.dec3_blocks, self.dec3_up = blocks(width3), up(width3, width2)
+    self.dec2_blocks, self.dec2_up = blocks(width2), up(width2, width1)
+    self.dec1_blocks, self.out = blocks(width1), conv(width1, channels)
+    # residual=True predicts a correction added to the scale's blurred input, starting from
+    # the identity (zero output layer): not the reference, but it learns in hundreds of steps
+    # instead of many thousands, which is what a CPU demo can afford.
+    self.residual = residual
+    if residual:
+      self.out.kernel[...] = jnp.zeros_like(self.out.kernel[...])
 
   def scale_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
-    """The pyramid's (height, width), coarse to fine."""
+    """The pyramid's (height, width), coarse to fine; the last is the input size."""
     ratios = [self.scale_ratio**k for k in reversed(range(self.num_scales))]
     return [(max(1, round(height * r)), max(1, round(width * r))) for r in ratios]
 
   def _one_scale(self, inputs: jax.Array, carry):
+    """Encoder, ConvLSTM, decoder on one scale's 6-channel input (sides divisible by 4)."""
     encoded1 = jax.nn.relu(self.enc1(inputs))
     for block in self.enc1_blocks:
       encoded1 = block(encoded1)
@@ -100,27 +124,38 @@ class SRNDeblurNet(nnx.Module):
       hidden = block(hidden)
     return self.out(hidden), carry
 
+  def _carry_to_scale(self, carry, previous_size, size, padded_size, batch: int):
+    """The ConvLSTM state for the next scale: zeros at first, then the previous state resized
+    so that image content maps onto image content (the paddings of two scales differ)."""
+    state_shape = (batch, padded_size[0] // _MULTIPLE, padded_size[1] // _MULTIPLE)
+    if carry is None:
+      return self.lstm.initial_carry(state_shape)
+    scale = jnp.array([size[0] / previous_size[0], size[1] / previous_size[1]], jnp.float32)
+    return tuple(
+        jax.image.scale_and_translate(state, (*state_shape, state.shape[-1]), (1, 2), scale,
+                                      jnp.zeros(2, jnp.float32), "linear", antialias=False)
+        for state in carry)
+
   def __call__(self, blurred: jax.Array) -> list[jax.Array]:
+    """(N, H, W, C) blurred in [0, 1] -> estimates at every scale, coarse to fine."""
     batch = blurred.shape[0]
     blurred = blurred.astype(jnp.float32)
-    estimate, carry, estimates = None, None, []
+    estimate, carry, previous_size, estimates = None, None, None, []
     for height, width in self.scale_sizes(*blurred.shape[1:3]):
       scaled = _resize(blurred, height, width)
       previous = (scaled if estimate is None
                   else jax.lax.stop_gradient(_resize(estimate, height, width)))
-      padded_height = -(-height // _MULTIPLE) * _MULTIPLE
-      padded_width = -(-width // _MULTIPLE) * _MULTIPLE
+      padded_height, padded_width = _round_up(height), _round_up(width)
       inputs = jnp.pad(jnp.concatenate([scaled, previous], axis=-1),
                        ((0, 0), (0, padded_height - height), (0, padded_width - width), (0, 0)),
                        mode="edge")
       if self.lstm is not None:
-        state_shape = (batch, padded_height // _MULTIPLE, padded_width // _MULTIPLE)
-        if carry is None:
-          carry = self.lstm.initial_carry(state_shape)
-        else:
-          carry = tuple(jax.image.resize(state, (*state_shape, _LSTM_FEATURES), "bilinear",
-                                         antialias=False) for state in carry)
+        carry = self._carry_to_scale(carry, previous_size, (height, width),
+                                     (padded_height, padded_width), batch)
       output, carry = self._one_scale(inputs.astype(self.dtype), carry)
       estimate = output[:, :height, :width, :].astype(jnp.float32)
+      if self.residual:
+        estimate = estimate + scaled
       estimates.append(estimate)
+      previous_size = (height, width)
     return estimates
