@@ -19,6 +19,7 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]
 from bench.common import flops_of, machine, peak_rss_mib, print_json, time_calls  # noqa: E402
 from configs import cyclegan as cyclegan_config  # noqa: E402
 from configs import srn as srn_config  # noqa: E402
+from faceblur.data import pipeline as data_pipeline  # noqa: E402
 from faceblur.train import cyclegan, partitioning, srn  # noqa: E402
 from faceblur.train import state as state_lib  # noqa: E402
 
@@ -44,7 +45,7 @@ def bench_case(stage: str, batch_size: int, size: int) -> dict:
   rng = np.random.default_rng(0)
   keys = ("sharp", "blurred")
   batch = {key: rng.random((batch_size, size, size, 3), dtype=np.float32) for key in keys}
-  batch = partitioning.shard_host_batch(batch, mesh)
+  batch = data_pipeline.shard_batch(batch, mesh)
   replicated = partitioning.replicated(mesh)
   step = jax.jit(module.make_train_step(config, networks, tx), donate_argnums=0,
                  out_shardings=(replicated, replicated))
@@ -76,7 +77,8 @@ def main(argv):
     for batch_size in map(int, batches):
       rows.append(bench_case(stage, batch_size, FLAGS.size))
       print_json(rows[-1])
-  print("\n| stage | batch | size | step s | images/s | compile s | GFLOP/step | GFLOP/s | peak RSS MiB |")
+  print("\n| stage | batch | size | step s | images/s | compile s | GFLOP/step | GFLOP/s "
+        "| peak RSS MiB |")
   print("|---|---|---|---|---|---|---|---|---|")
   for r in rows:
     print(f"| {r['stage']} | {r['batch']} | {r['size']} | {r['step_s']} | {r['images_per_s']} | "

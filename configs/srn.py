@@ -24,7 +24,10 @@ def get_config(arg: str = "synthesized") -> ml_collections.ConfigDict:
   config.data.random_flip = True
 
   config.model = ml_collections.ConfigDict(dict(
-      num_scales=3, scale_ratio=0.5, use_lstm=True, channels=3))
+      num_scales=3, scale_ratio=0.5, use_lstm=True, channels=3,
+      features=32,  # first-stage width (32-64-128 in the reference)
+      residual=False,  # True: predict a correction of the blurred input (not the reference)
+  ))
   config.loss = ml_collections.ConfigDict(dict(
       scale_weights=(1.0, 1.0, 1.0),  # kappa_i of eq. 3, coarse -> fine
   ))

@@ -32,7 +32,7 @@ SCRIPT = textwrap.dedent("""
                   else srn.make_network(config))
       step = jax.jit(module.make_train_step(config, networks, tx))
       for _ in range(2):
-        state, metrics = step(state, partitioning.shard_host_batch(batch, mesh))
+        state, metrics = step(state, data_pipeline.shard_batch(batch, mesh))
       sharding = jax.tree.leaves(state.params)[0].sharding
       assert sharding.is_fully_replicated, sharding
       final = jax.tree.leaves(jax.device_get(state.params))

@@ -20,7 +20,7 @@ def _fixed_batch(dataset, keys):
 def _losses_on_fixed_batch(train_step, state, batch, mesh, metric, num_steps):
   step = jax.jit(train_step)
   values = []
-  sharded = partitioning.shard_host_batch(batch, mesh)
+  sharded = data_pipeline.shard_batch(batch, mesh)
   for _ in range(num_steps):
     state, metrics = step(state, sharded)
     values.append(float(metrics[metric]))

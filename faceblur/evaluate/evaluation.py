@@ -140,7 +140,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
     found = {}
     boxes = {}
     for method in methods:
-      found[method.name], boxes[method.name] = _detect(detector, restored[method.name], config.detector_padding)
+      found[method.name], boxes[method.name] = _detect(
+          detector, restored[method.name], config.detector_padding)
     for index, name in enumerate(data["name"]):
       row = {"file": name, "truth_detected": found_truth[index],
              "blurred_detected": found_blurred[index]}

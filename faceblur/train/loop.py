@@ -18,8 +18,8 @@ import numpy as np
 from clu import metrics as clu_metrics
 from jax.sharding import Mesh
 
+from faceblur.data import pipeline as data_pipeline
 from faceblur.errors import FaceblurError
-from faceblur.train import partitioning
 from faceblur.train.checkpointing import Checkpointer, abstract_like
 from faceblur.train.metric_writers import MetricWriter, ReportProgress
 from faceblur.train.state import TrainState
@@ -104,7 +104,7 @@ def train(
   progress(start_step)
   for step in range(start_step + 1, last_step + 1):
     host_batch = next(batch_iterator)
-    state, step_metrics = train_step(state, partitioning.shard_host_batch(host_batch, mesh))
+    state, step_metrics = train_step(state, data_pipeline.shard_batch(host_batch, mesh))
     history.append(step_metrics)
 
     is_last = step == last_step

@@ -7,7 +7,6 @@ GPU box, on a TPU pod slice, and on several hosts after `jax.distributed.initial
 """
 
 import os
-from typing import Any
 
 import jax
 import ml_collections
@@ -74,22 +73,3 @@ def per_process_batch_size(global_batch_size: int, mesh: Mesh) -> int:
         f"batch_size={global_batch_size} does not divide over {num_devices} devices; "
         f"use a multiple of {num_devices}")
   return global_batch_size // jax.process_count()
-
-
-def shard_host_batch(batch: dict[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
-  """Turns this host's numpy batch into global arrays split over the `data` axis."""
-  sharding = batch_sharded(mesh)
-  return {
-      key: jax.make_array_from_process_local_data(sharding, np.asarray(value))
-      for key, value in batch.items()
-      if isinstance(value, np.ndarray) and value.dtype != object and value.dtype.kind != "U"
-  }
-
-
-def replicate(tree: Any, mesh: Mesh) -> Any:
-  """Places a host-identical pytree on every device of the mesh."""
-  sharding = replicated(mesh)
-  return jax.tree.map(
-      lambda leaf: jax.make_array_from_callback(np.shape(leaf), sharding,
-                                                lambda index: np.asarray(leaf)[index]),
-      tree)

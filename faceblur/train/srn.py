@@ -31,7 +31,9 @@ def module_factory(config: ml_collections.ConfigDict):
   model = config.model
   return functools.partial(
       SRNDeblurNet, num_scales=model.num_scales, scale_ratio=model.scale_ratio,
-      use_lstm=model.use_lstm, channels=model.channels, dtype=compute_dtype(config))
+      use_lstm=model.use_lstm, channels=model.channels, features=model.features,
+      residual=model.get("residual", False),
+      dtype=compute_dtype(config))
 
 
 def make_network(config: ml_collections.ConfigDict) -> state_lib.Network:
