@@ -22,6 +22,15 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 _WHITE = (255, 255, 255)
 
 
+def _current_umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
+_UMASK = _current_umask()
+
+
 def _one_line(error: BaseException) -> str:
   text = " ".join(str(error).split())
   return f"{type(error).__name__}: {text}" if text else type(error).__name__
@@ -112,6 +121,7 @@ def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
   try:
     with os.fdopen(handle, "wb") as file:
       Image.fromarray(array).save(file, format=image_format, **options)
+    os.chmod(temp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs are the user's
     os.replace(temp_name, path)
   except BaseException:
     pathlib.Path(temp_name).unlink(missing_ok=True)

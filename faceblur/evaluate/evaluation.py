@@ -238,5 +238,9 @@ def _figure(path, data, restored, methods, boxes_truth, boxes_blurred, boxes, co
                 + [restored[m.name][index] for m in shown])
     row_boxes.append([boxes_truth[index], boxes_blurred[index]]
                      + [boxes[m.name][index] for m in shown])
-  save_grid(path, rows, boxes=row_boxes,
-            column_titles=["Ground truth", "Blurred"] + [m.label for m in shown])
+  if not rows:
+    return
+  # Short method names as titles (the report's tables give the full labels); small faces
+  # are enlarged so boxes and titles stay readable.
+  save_grid(path, rows, boxes=row_boxes, cell_size=max(128, max(rows[0][0].shape[:2])),
+            column_titles=["ground truth", "blurred"] + [m.name for m in shown])
