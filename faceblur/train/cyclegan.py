@@ -181,7 +181,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   tx = make_optimizer(config, num_train_steps)
   state = state_lib.create_train_state(init_fn(config, tx), config.seed, mesh)
   writer = MetricWriter(workdir)
-  writer.write_text(_overview(state))
+  state_lib.write_parameter_overview(writer, state.params)
 
   transform = data_pipeline.cyclegan_transform(config.data.load_size, config.data.crop_size)
   sharp_data = data_pipeline.make_dataset(
@@ -205,11 +205,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   return loop.train(config=config, workdir=workdir, mesh=mesh, state=state,
                     train_step=train_step, batches=batches, num_train_steps=num_train_steps,
                     writer=writer, hooks=(sample_hook,))
-
-
-def _overview(state: state_lib.TrainState) -> str:
-  counts = {name: state_lib.count_params(params) for name, params in state.params.items()}
-  return "Parameters: " + ", ".join(f"{name} {count:,}" for name, count in counts.items())
 
 
 def _sampler(config, networks, sharp_source, workdir: pathlib.Path, writer: MetricWriter):

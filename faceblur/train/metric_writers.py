@@ -53,11 +53,11 @@ class MetricWriter:
       self._tensorboard.add_images(name, image, step, dataformats=formats) if image.ndim == 4 \
           else self._tensorboard.add_image(name, image, step, dataformats=formats)
 
-  def write_text(self, text: str) -> None:
+  def write_text(self, text: str, *, console: bool = True) -> None:
     if not self._active:
       return
     self._text.write(text + "\n")
-    if self._console:
+    if self._console and console:
       print(text, flush=True)
 
   def flush(self) -> None:

@@ -121,7 +121,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   tx = make_optimizer(config, num_train_steps)
   state = state_lib.create_train_state(init_fn(config, tx), config.seed, mesh)
   writer = MetricWriter(workdir)
-  writer.write_text(f"Parameters: {NETWORK} {state_lib.count_params(state.params[NETWORK]):,}")
+  state_lib.write_parameter_overview(writer, state.params)
 
   train_data = data_pipeline.make_dataset(
       train_source, batch_size=local_batch, seed=config.seed,

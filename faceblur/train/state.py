@@ -80,6 +80,17 @@ def count_params(params: nnx.State) -> int:
   return sum(int(jnp.size(leaf)) for leaf in jax.tree.leaves(params))
 
 
+def write_parameter_overview(writer, params: dict[str, nnx.State]) -> None:
+  """clu's table of every parameter to the log file; the totals per network to the console."""
+  from clu import parameter_overview as overview  # noqa: PLC0415
+
+  pure = {name: nnx.to_pure_dict(state) for name, state in params.items()}
+  writer.write_text(overview.get_parameter_overview(jax.device_get(pure), include_stats=False),
+                    console=False)
+  totals = ", ".join(f"{name} {count_params(state):,}" for name, state in params.items())
+  writer.write_text(f"Parameters: {totals}")
+
+
 def apply_gradients(
     tx: optax.GradientTransformation, params: nnx.State, opt_state: Any, grads: nnx.State
 ) -> tuple[nnx.State, Any]:
