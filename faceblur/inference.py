@@ -9,7 +9,6 @@ RGB (see `faceblur.data.image_io`); outputs keep the input's file format.
 import pathlib
 import sys
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -18,6 +17,7 @@ from tqdm import tqdm
 from faceblur.data import image_io
 from faceblur.errors import ConfigError, FaceblurError, ImageReadError
 from faceblur.evaluate import tiling
+from faceblur.train import srn
 from faceblur.train.trained import load_trained
 
 # SRN halves the image twice per scale inside each scale's encoder: sides divisible by 4.
@@ -36,9 +36,7 @@ class Deblurrer:
     self.tile_size = tile_size
     self.tile_overlap = tile_overlap
     self._params = trained.params["deblurrer"]
-    self._restore = jax.jit(
-        lambda params, blurred: jnp.clip(network.apply(params, blurred)[-1].astype(jnp.float32),
-                                         0.0, 1.0))
+    self._restore = srn.make_restore_fn(network)
 
   def restore_batch(self, blurred: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) float [0, 1], sides divisible by 4 -> restored, same shape."""

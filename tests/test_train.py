@@ -49,8 +49,10 @@ def test_cyclegan_step_reduces_cycle_loss_on_a_fixed_batch():
   assert np.mean(values[-3:]) < 0.8 * np.mean(values[:3]), values
 
 
-def test_srn_step_reduces_multiscale_loss_on_a_fixed_batch():
+@pytest.mark.parametrize("mixed_precision", [False, True])
+def test_srn_step_reduces_multiscale_loss_on_a_fixed_batch(mixed_precision):
   config = srn_config(100)
+  config.mixed_precision = mixed_precision
   config.optimizer.learning_rate = 1e-3
   mesh = partitioning.make_mesh(1)
   tx = srn.make_optimizer(config, 100)

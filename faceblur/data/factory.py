@@ -4,7 +4,7 @@ import pathlib
 
 import ml_collections
 
-from faceblur.errors import ConfigError, DataError
+from faceblur.errors import ConfigError
 
 UNPAIRED_KINDS = ("folder", "celeb_a", "demo_sharp", "demo_blurred")
 PAIRED_KINDS = ("paired_folder", "tfds_pairs", "kernel_blurred")
@@ -54,11 +54,7 @@ def make_source(spec, *, image_size: int | None = None):
   if spec.kind == "demo_blurred":
     return demo.DemoBlurredFaces(size=image_size or 64, count=spec.count or 400, seed=spec.seed,
                                  max_blur_length=spec.max_blur_length or None)
-  if spec.kind in PAIRED_KINDS:
-    raise ConfigError(f"data source kind {spec.kind!r} is paired; an unpaired one "
-                      f"({', '.join(UNPAIRED_KINDS)}) is needed here")
-  raise ConfigError(f"unknown data source kind {spec.kind!r}; "
-                    f"choose one of {', '.join(UNPAIRED_KINDS + PAIRED_KINDS)}")
+  raise _wrong_kind(spec.kind, paired_wanted=False)
 
 
 def make_paired_source(spec, *, image_size: int | None = None):
@@ -83,13 +79,14 @@ def make_paired_source(spec, *, image_size: int | None = None):
     base = make_source(spec.base, image_size=image_size)
     return demo.KernelBlurredPairs(base, seed=spec.seed,
                                    max_blur_length=spec.max_blur_length or None)
-  if spec.kind in UNPAIRED_KINDS:
-    raise ConfigError(f"data source kind {spec.kind!r} is unpaired; a paired one "
-                      f"({', '.join(PAIRED_KINDS)}) is needed here")
-  raise ConfigError(f"unknown data source kind {spec.kind!r}; "
-                    f"choose one of {', '.join(UNPAIRED_KINDS + PAIRED_KINDS)}")
+  raise _wrong_kind(spec.kind, paired_wanted=True)
 
 
-def check_not_empty(source, spec) -> None:
-  if len(source) == 0:
-    raise DataError(f"data source {spec.kind} {spec.path or ''}: no images".strip())
+def _wrong_kind(kind: str, *, paired_wanted: bool) -> ConfigError:
+  wanted, other = (PAIRED_KINDS, UNPAIRED_KINDS) if paired_wanted else (UNPAIRED_KINDS,
+                                                                         PAIRED_KINDS)
+  if kind in other:
+    return ConfigError(f"data source kind {kind!r} is {'un' if paired_wanted else ''}paired; "
+                       f"one of {', '.join(wanted)} is needed here")
+  return ConfigError(f"unknown data source kind {kind!r}; "
+                     f"choose one of {', '.join(UNPAIRED_KINDS + PAIRED_KINDS)}")

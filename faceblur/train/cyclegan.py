@@ -30,13 +30,9 @@ GENERATORS = ("sharp_to_blurred", "blurred_to_sharp")
 CRITICS = ("blurred_critic", "sharp_critic")
 
 
-def compute_dtype(config: ml_collections.ConfigDict):
-  return jnp.bfloat16 if config.get("mixed_precision", False) else jnp.float32
-
-
 def module_factories(config: ml_collections.ConfigDict) -> dict:
   """Constructors of the four networks, keyed by role."""
-  model, dtype = config.model, compute_dtype(config)
+  model, dtype = config.model, state_lib.compute_dtype(config)
   generator = functools.partial(
       ResnetGenerator, num_blocks=model.num_blocks, features=model.features, dtype=dtype)
   critic = functools.partial(

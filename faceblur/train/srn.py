@@ -21,7 +21,6 @@ from faceblur.evaluate import metrics as quality
 from faceblur.models import SRNDeblurNet
 from faceblur.train import loop, partitioning
 from faceblur.train import state as state_lib
-from faceblur.train.cyclegan import compute_dtype
 from faceblur.train.metric_writers import MetricWriter
 
 NETWORK = "deblurrer"
@@ -33,7 +32,7 @@ def module_factory(config: ml_collections.ConfigDict):
       SRNDeblurNet, num_scales=model.num_scales, scale_ratio=model.scale_ratio,
       use_lstm=model.use_lstm, channels=model.channels, features=model.features,
       residual=model.get("residual", False),
-      dtype=compute_dtype(config))
+      dtype=state_lib.compute_dtype(config))
 
 
 def make_network(config: ml_collections.ConfigDict) -> state_lib.Network:

@@ -47,6 +47,11 @@ class TrainState(struct.PyTreeNode):
   extras: dict[str, Any] = struct.field(default_factory=dict)
 
 
+def compute_dtype(config) -> jnp.dtype:
+  """Activations' dtype: bfloat16 under `mixed_precision`; params and losses stay float32."""
+  return jnp.bfloat16 if config.get("mixed_precision", False) else jnp.float32
+
+
 def split_params(module: nnx.Module) -> tuple[nnx.GraphDef, nnx.State]:
   """Splits a module into graph and parameters; our networks hold nothing but `nnx.Param`."""
   graphdef, params, rest = nnx.split(module, nnx.Param, ...)
