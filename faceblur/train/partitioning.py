@@ -6,7 +6,6 @@ runs on one CPU, on simulated CPU devices (`--xla_force_host_platform_device_cou
 GPU box, on a TPU pod slice, and on several hosts after `jax.distributed.initialize`.
 """
 
-import os
 
 import jax
 import ml_collections
@@ -38,8 +37,8 @@ def initialize_distributed(config: ml_collections.ConfigDict) -> None:
     kwargs["process_id"] = dist.process_id
   if dist.get("local_device_ids"):
     kwargs["local_device_ids"] = list(dist.local_device_ids)
-  if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  # CPU hosts talk over gloo (asking for the backend here would initialise it too early).
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(**kwargs)
 
 
