@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from faceblur.errors import ConfigError
+from faceblur.models.layers import resize_images
 
 
 def _f32(x) -> jax.Array:
@@ -50,25 +51,6 @@ def cycle_consistency_loss(reconstructed, original) -> jax.Array:
 def identity_loss(mapped, original) -> jax.Array:
   """Mean |G(y) - y| for y already in G's target domain (CycleGAN's identity term)."""
   return l1_loss(mapped, original)
-
-
-def resize_images(images, height: int, width: int) -> jax.Array:
-  """Bilinear resize of an NHWC batch to (height, width), for image pyramids and SRN targets.
-
-  Half-pixel centres without antialiasing, i.e. TF2's `tf.image.resize(..., 'bilinear')`:
-  halving a side averages each pair of pixels; shrinking by 4 averages the middle two of each
-  four (no low-pass filter first). The official SRN code ran on TF1, whose legacy
-  `resize_images` sampled at `i * scale` (no half-pixel centres), i.e. shifted by half a
-  pixel; we keep the symmetric TF2 convention. The dtype of `images` is kept; a batch already
-  of that size is returned as is.
-  """
-  images = jnp.asarray(images)
-  if images.ndim != 4:
-    raise ValueError(f"resize_images expects NHWC images, got shape {images.shape}")
-  n, h, w, c = images.shape
-  if (h, w) == (height, width):
-    return images
-  return jax.image.resize(images, (n, height, width, c), method="bilinear", antialias=False)
 
 
 def multiscale_euclidean_loss(estimates: Sequence[jax.Array], sharp: jax.Array,

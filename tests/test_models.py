@@ -204,7 +204,7 @@ def test_srn_does_not_backpropagate_through_the_upsampled_estimate(tiny_srn_with
   graphdef, params = nnx.split(model)
   blurred = jax.random.uniform(jax.random.PRNGKey(5), (1, 64, 64, 3))
   coarse = forward(model, blurred)[0]
-  finest_input = jnp.concatenate([blurred, srn_lib._resize(coarse, 64, 64)], axis=-1)
+  finest_input = jnp.concatenate([blurred, srn_lib.resize_images(coarse, 64, 64)], axis=-1)
 
   def finest_loss(params):
     return jnp.mean(nnx.merge(graphdef, params)(blurred)[-1] ** 2)
@@ -290,4 +290,4 @@ def test_residual_srn_starts_as_the_identity():
   blurred = jax.random.uniform(jax.random.PRNGKey(6), (1, 64, 64, 3))
   coarse, finest = forward(model, blurred)
   np.testing.assert_allclose(finest, blurred, atol=1e-6)
-  np.testing.assert_allclose(coarse, srn_lib._resize(blurred, 32, 32), atol=1e-6)
+  np.testing.assert_allclose(coarse, srn_lib.resize_images(blurred, 32, 32), atol=1e-6)

@@ -1,4 +1,4 @@
-"""Pieces shared by the networks: reflection padding, instance norm, the ConvLSTM cell."""
+"""Pieces shared by the networks: padding, instance norm, the pyramid resize, ConvLSTM."""
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +22,25 @@ def instance_norm(features: jax.Array, eps: float = 1e-5) -> jax.Array:
   mean = jnp.mean(features, axis=(1, 2), keepdims=True)
   variance = jnp.var(features, axis=(1, 2), keepdims=True)
   return ((features - mean) * jax.lax.rsqrt(variance + eps)).astype(dtype)
+
+
+def resize_images(images, height: int, width: int) -> jax.Array:
+  """Bilinear resize of an NHWC batch to (height, width), for image pyramids and SRN targets.
+
+  Half-pixel centres without antialiasing, i.e. TF2's `tf.image.resize(..., 'bilinear')`:
+  halving a side averages each pair of pixels; shrinking by 4 averages the middle two of each
+  four (no low-pass filter first). The official SRN code ran on TF1, whose legacy
+  `resize_images` sampled at `i * scale` (no half-pixel centres), i.e. shifted by half a
+  pixel; we keep the symmetric TF2 convention. The dtype of `images` is kept; a batch already
+  of that size is returned as is.
+  """
+  images = jnp.asarray(images)
+  if images.ndim != 4:
+    raise ValueError(f"resize_images expects NHWC images, got shape {images.shape}")
+  n, h, w, c = images.shape
+  if (h, w) == (height, width):
+    return images
+  return jax.image.resize(images, (n, height, width, c), method="bilinear", antialias=False)
 
 
 class ConvLSTMCell(nnx.Module):

@@ -18,16 +18,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from faceblur.models.layers import ConvLSTMCell
+from faceblur.models.layers import ConvLSTMCell, resize_images
 
 _INIT = nnx.initializers.xavier_uniform()
 _MULTIPLE = 4  # two stride-2 stages per scale
-
-
-def _resize(images: jax.Array, height: int, width: int) -> jax.Array:
-  """Bilinear, without antialiasing, as TF1's `resize_images` in the official code."""
-  return jax.image.resize(images, (images.shape[0], height, width, images.shape[-1]),
-                          "bilinear", antialias=False)
 
 
 def _round_up(value: int) -> int:
@@ -142,9 +136,9 @@ class SRNDeblurNet(nnx.Module):
     blurred = blurred.astype(jnp.float32)
     estimate, carry, previous_size, estimates = None, None, None, []
     for height, width in self.scale_sizes(*blurred.shape[1:3]):
-      scaled = _resize(blurred, height, width)
+      scaled = resize_images(blurred, height, width)
       previous = (scaled if estimate is None
-                  else jax.lax.stop_gradient(_resize(estimate, height, width)))
+                  else jax.lax.stop_gradient(resize_images(estimate, height, width)))
       padded_height, padded_width = _round_up(height), _round_up(width)
       inputs = jnp.pad(jnp.concatenate([scaled, previous], axis=-1),
                        ((0, 0), (0, padded_height - height), (0, padded_width - width), (0, 0)),
