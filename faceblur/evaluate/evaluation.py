@@ -121,9 +121,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
   report: dict = {"test_sets": {}, "real_blurred": None, "blur_realism": None,
                   "detector": detector.describe(), "methods": {m.name: m.label for m in methods}}
 
+  synthetic_blur = {}  # each paired set's blurred images, for the blur-realism score
   for set_name, spec in config.test_sets.items():
     source = factory.make_paired_source(spec)
     data = _load(source, ("blurred", "sharp"), config.image_size, config.max_images)
+    synthetic_blur[set_name] = data["blurred"]
     rows = []
     restored = {}
     for method in methods:
@@ -177,7 +179,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
           detector, [method.restore(image) for image in data["image"]], config.detector_padding)
       detection[method.name] = float(np.mean(found_restored))
     report["real_blurred"] = {"num_images": len(data["image"]), "detection": detection}
-    report["blur_realism"] = _realism(config, data["image"])
+    report["blur_realism"] = _realism(data["image"], synthetic_blur)
 
   report["wall_time_s"] = round(time.perf_counter() - started, 1)
   report["versions"] = {name: importlib.metadata.version(name)
@@ -203,15 +205,12 @@ def _quality(restored, sharp, y_channel: bool):
   return np.asarray(psnr), np.asarray(ssim)
 
 
-def _realism(config: ml_collections.ConfigDict, real_blurred: list[np.ndarray]) -> dict | None:
+def _realism(real_blurred: list[np.ndarray],
+             synthetic_blur: dict[str, list[np.ndarray]]) -> dict:
   """How close each paired test set's synthetic blur is to the real blurred photos."""
-  candidates = {}
-  for set_name, spec in config.test_sets.items():
-    data = _load(factory.make_paired_source(spec), ("blurred",), config.image_size,
-                 config.max_images)
-    candidates[set_name] = data["blurred"]
-  real = _stack_same_size(real_blurred)
-  scored = blur_realism.blur_realism(real, {k: _stack_same_size(v) for k, v in candidates.items()})
+  scored = blur_realism.blur_realism(
+      _stack_same_size(real_blurred),
+      {name: _stack_same_size(images) for name, images in synthetic_blur.items()})
   return {name: dataclasses.asdict(result) for name, result in scored.items()}
 
 
