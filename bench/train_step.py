@@ -1,12 +1,20 @@
-"""Images/s of one jitted train step per stage, compile time, FLOPs and peak host memory.
+"""Images/s of one train step per stage, faceblur against a PyTorch re-implementation.
 
   python bench/train_step.py                       # the reference shapes (slow on a CPU)
   python bench/train_step.py --size=64 --repeats=3 # quick look
+  python bench/train_step.py --frameworks=faceblur # without torch installed
 
 Shapes (issue 5): CycleGAN ResNet-9 at 256 px, batch 1 and 4; SRN at 256 px crops, batch 4
-and 16. One JSON line per case, then a table.
+and 16. For faceblur: the jitted step of the training code, compile time, XLA's FLOP count
+and achieved FLOP/s. For PyTorch (`bench/torch_reference.py`, eager, NCHW, as the official
+code runs): the same networks, losses and optimisers. Each case runs in a fresh process, so
+peak memory is per case and the two frameworks never share the CPU's threads. One JSON line
+per case, then a table with the ratio faceblur / PyTorch in images/s (> 1: faceblur faster).
 """
 
+import json
+import os
+import subprocess
 import sys
 import time
 
@@ -31,9 +39,11 @@ flags.DEFINE_integer("warmup", 1, "Untimed steps after compilation.")
 flags.DEFINE_integer("repeats", 5, "Timed steps (the median is reported).")
 flags.DEFINE_bool("mixed_precision", False, "bfloat16 activations.")
 flags.DEFINE_list("stages", ["cyclegan", "srn"], "Which stages to time.")
+flags.DEFINE_list("frameworks", ["faceblur", "pytorch"], "faceblur and/or pytorch.")
+flags.DEFINE_string("case", None, "Internal: run one 'framework:stage:batch' case and exit.")
 
 
-def bench_case(stage: str, batch_size: int, size: int) -> dict:
+def bench_faceblur(stage: str, batch_size: int, size: int) -> dict:
   module = {"cyclegan": cyclegan, "srn": srn}[stage]
   config = (cyclegan_config.get_config() if stage == "cyclegan" else srn_config.get_config())
   config.mixed_precision = FLAGS.mixed_precision
@@ -60,30 +70,98 @@ def bench_case(stage: str, batch_size: int, size: int) -> dict:
 
   timing = time_calls(run_step, warmup=FLAGS.warmup, repeats=FLAGS.repeats)
   flops = flops_of(compiled)
-  return {"stage": stage, "batch": batch_size, "size": size, "compile_s": round(compile_s, 2),
-          "step_s": round(timing["median_s"], 4),
-          "images_per_s": round(batch_size / timing["median_s"], 3),
+  num_params = sum(np.size(leaf) for leaf in jax.tree.leaves(state.params))
+  return _record("faceblur", stage, batch_size, size, timing, num_params, compile_s=compile_s,
+                 flops=flops)
+
+
+def bench_pytorch(stage: str, batch_size: int, size: int) -> dict:
+  import torch
+
+  from bench import torch_reference
+
+  torch.manual_seed(0)
+  step = (torch_reference.CycleGANStep() if stage == "cyclegan"
+          else torch_reference.SRNStep())
+  generator = torch.Generator().manual_seed(0)
+  sharp, blurred = (torch.rand(batch_size, 3, size, size, generator=generator) for _ in range(2))
+  if stage == "cyclegan":  # the official data loader normalises to [-1, 1]
+    sharp, blurred = sharp * 2 - 1, blurred * 2 - 1
+  timing = time_calls(lambda: step(sharp, blurred), warmup=FLAGS.warmup + 1,
+                      repeats=FLAGS.repeats)
+  record = _record("pytorch", stage, batch_size, size, timing,
+                   torch_reference.parameter_count(step))
+  record["threads"] = torch.get_num_threads()
+  return record
+
+
+def _record(framework, stage, batch_size, size, timing, num_params, *, compile_s=None,
+            flops=None) -> dict:
+  step_s = timing["median_s"]
+  return {"framework": framework, "stage": stage, "batch": batch_size, "size": size,
+          "params": int(num_params), "step_s": round(step_s, 4),
+          "min_step_s": round(timing["min_s"], 4), "images_per_s": round(batch_size / step_s, 3),
+          "compile_s": round(compile_s, 2) if compile_s is not None else None,
           "gflops_per_step": round(flops / 1e9, 2) if flops else None,
-          "achieved_gflops_per_s": round(flops / 1e9 / timing["median_s"], 2) if flops else None,
+          "achieved_gflops_per_s": round(flops / 1e9 / step_s, 2) if flops else None,
           "peak_rss_mib": round(peak_rss_mib())}
+
+
+def _run_case_in_child(case: str) -> dict:
+  """Runs one case in a fresh interpreter and returns its JSON record."""
+  argv = [sys.executable, __file__, f"--case={case}", f"--size={FLAGS.size}",
+          f"--warmup={FLAGS.warmup}", f"--repeats={FLAGS.repeats}",
+          f"--mixed_precision={FLAGS.mixed_precision}"]
+  result = subprocess.run(argv, capture_output=True, text=True, env=dict(os.environ))
+  if result.returncode:
+    sys.exit(f"case {case} failed:\n{result.stderr[-3000:]}")
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _versions() -> dict:
+  versions = machine()
+  try:
+    import torch
+    versions["torch"] = torch.__version__
+  except ImportError:
+    versions["torch"] = None
+  return versions
 
 
 def main(argv):
   del argv
-  print_json({"machine": machine()})
+  if FLAGS.case:
+    framework, stage, batch_size = FLAGS.case.split(":")
+    run = bench_faceblur if framework == "faceblur" else bench_pytorch
+    print_json(run(stage, int(batch_size), FLAGS.size))
+    return
+  print_json({"machine": _versions()})
   rows = []
   for stage in FLAGS.stages:
     batches = FLAGS.cyclegan_batches if stage == "cyclegan" else FLAGS.srn_batches
     for batch_size in map(int, batches):
-      rows.append(bench_case(stage, batch_size, FLAGS.size))
-      print_json(rows[-1])
-  print("\n| stage | batch | size | step s | images/s | compile s | GFLOP/step | GFLOP/s "
-        "| peak RSS MiB |")
-  print("|---|---|---|---|---|---|---|---|---|")
+      for framework in FLAGS.frameworks:
+        rows.append(_run_case_in_child(f"{framework}:{stage}:{batch_size}"))
+        print_json(rows[-1])
+  print("\n| stage | batch | size | framework | step s | images/s | faceblur / PyTorch | "
+        "compile s | GFLOP/step | GFLOP/s | peak RSS MiB |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|")
+  torch_rate = {(r["stage"], r["batch"]): r["images_per_s"] for r in rows
+                if r["framework"] == "pytorch"}
   for r in rows:
-    print(f"| {r['stage']} | {r['batch']} | {r['size']} | {r['step_s']} | {r['images_per_s']} | "
-          f"{r['compile_s']} | {r['gflops_per_step']} | {r['achieved_gflops_per_s']} | "
+    reference = torch_rate.get((r["stage"], r["batch"]))
+    ratio = (f"{r['images_per_s'] / reference:.2f}"
+             if r["framework"] == "faceblur" and reference else "")
+    print(f"| {r['stage']} | {r['batch']} | {r['size']} | {r['framework']} | {r['step_s']} | "
+          f"{r['images_per_s']} | {ratio} | {r['compile_s'] or ''} | "
+          f"{r['gflops_per_step'] or ''} | {r['achieved_gflops_per_s'] or ''} | "
           f"{r['peak_rss_mib']} |")
+  counts = {}
+  for r in rows:
+    counts.setdefault((r["stage"], r["batch"]), set()).add(r["params"])
+  for key, values in counts.items():
+    if len(values) > 1:
+      print(f"warning: {key} parameter counts differ between frameworks: {sorted(values)}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from flax import nnx
 
 from faceblur.models import PatchDiscriminator, ResnetGenerator, SRNDeblurNet
 from faceblur.models import srn as srn_lib
-from faceblur.models.layers import ConvLSTMCell, instance_norm, reflect_pad
+from faceblur.models.layers import ConvLSTMCell, ConvTranspose, instance_norm, reflect_pad
 
 
 def count(module) -> int:
@@ -109,6 +109,27 @@ def test_generator_keeps_shape_and_range(small_generator):
   assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
   with pytest.raises(ValueError, match="divisible by 4"):
     small_generator(jnp.zeros((1, 30, 32, 3)))
+
+
+@pytest.mark.parametrize("kernel_size, flax_padding", [(3, ((1, 2), (1, 2))), (4, "SAME")])
+def test_conv_transpose_gradients_match_autodiff(kernel_size, flax_padding):
+  """The custom VJP (fast kernel gradient on CPU) equals autodiff of flax's transposed conv."""
+  ours = ConvTranspose(6, 4, kernel_size, rngs=nnx.Rngs(0))
+  reference = nnx.ConvTranspose(6, 4, (kernel_size, kernel_size), strides=(2, 2),
+                                padding=flax_padding, transpose_kernel=True, rngs=nnx.Rngs(0))
+  reference.kernel[...] = ours.kernel[...]
+  ours.bias[...] = reference.bias[...] = jnp.arange(4.0)
+  inputs = jax.random.normal(jax.random.key(1), (2, 5, 7, 6))
+
+  def loss(module, inputs):
+    return jnp.sum(jnp.sin(module(inputs)))
+
+  (ours_grad, ours_input_grad), (ref_grad, ref_input_grad) = (
+      nnx.grad(loss, argnums=(0, 1))(module, inputs) for module in (ours, reference))
+  np.testing.assert_allclose(ours(inputs), reference(inputs), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(ours_grad.kernel[...], ref_grad.kernel[...], rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(ours_grad.bias[...], ref_grad.bias[...], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(ours_input_grad, ref_input_grad, rtol=1e-5, atol=1e-5)
 
 
 def test_generator_upsampling_is_torch_conv_transpose(small_generator):

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from faceblur.models.layers import instance_norm, reflect_pad
+from faceblur.models.layers import ConvTranspose, instance_norm, reflect_pad
 
 _INIT = nnx.initializers.normal(0.02)
 
@@ -27,13 +27,10 @@ class ResnetGenerator(nnx.Module):
                       padding=padding, kernel_init=_INIT, dtype=dtype, rngs=rngs)
 
     def up(in_features, out_features):
-      # torch's ConvTranspose2d(3, stride=2, padding=1, output_padding=1), which exactly
-      # doubles the size: flax pads the dilated input by (k - 1 - padding, k - 1 - padding +
-      # output_padding). transpose_kernel applies the (kh, kw, out, in) kernel as the true
-      # transpose of a convolution, as torch does (torch weight (in, out, kh, kw) -> (2, 3, 1, 0)).
-      return nnx.ConvTranspose(in_features, out_features, (3, 3), strides=(2, 2),
-                               padding=((1, 2), (1, 2)), transpose_kernel=True,
-                               kernel_init=_INIT, dtype=dtype, rngs=rngs)
+      # torch's ConvTranspose2d(3, stride=2, padding=1, output_padding=1): the transpose of a
+      # 3x3 stride-2 convolution padded by 1, at exactly twice the size.
+      return ConvTranspose(in_features, out_features, 3, padding=((1, 1), (1, 1)),
+                           kernel_init=_INIT, dtype=dtype, rngs=rngs)
 
     width = features
     self.stem = conv(channels, width, 7)

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from faceblur.models.layers import ConvLSTMCell, resize_images
+from faceblur.models.layers import ConvLSTMCell, ConvTranspose, resize_images
 
 _INIT = nnx.initializers.xavier_uniform()
 _MULTIPLE = 4  # two stride-2 stages per scale
@@ -66,11 +66,10 @@ class SRNDeblurNet(nnx.Module):
       return nnx.List([ResBlock(width, dtype=dtype, rngs=rngs) for _ in range(3)])
 
     def up(in_features, out_features):
-      # TF's conv2d_transpose(4x4, stride 2, SAME): exactly doubles the size. The kernel is
-      # stored (kh, kw, out, in) and applied as the true transpose of a convolution, as in TF.
-      return nnx.ConvTranspose(in_features, out_features, (4, 4), strides=(2, 2),
-                               padding="SAME", transpose_kernel=True, kernel_init=_INIT,
-                               dtype=dtype, rngs=rngs)
+      # TF's conv2d_transpose(4x4, stride 2, 'SAME'): the transpose of a 4x4 stride-2
+      # convolution padded by 1, at exactly twice the size.
+      return ConvTranspose(in_features, out_features, 4, padding=((1, 1), (1, 1)),
+                           kernel_init=_INIT, dtype=dtype, rngs=rngs)
 
     width1, width2, width3 = features, 2 * features, 4 * features
     self.enc1, self.enc1_blocks = conv(2 * channels, width1), blocks(width1)
