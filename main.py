@@ -3,6 +3,8 @@
   python main.py --config=configs/<job>.py --workdir=DIR [--config.key=value ...]
 """
 
+import logging as python_logging
+import os
 import pathlib
 import re
 import sys
@@ -35,18 +37,32 @@ def parse_flags(argv: list[str]) -> list[str]:
   sys.exit(2)
 
 
+def _without_orbax_traceback(record: python_logging.LogRecord) -> bool:
+  """orbax logs a full traceback for each stage of a failed background save (a full disk
+  gives three); the one-line error main prints names the step and the reason already."""
+  if "/orbax/" in record.pathname.replace("\\", "/"):
+    record.exc_info, record.exc_text = None, None
+  return True
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    python_logging.getLogger("absl").addFilter(_without_orbax_traceback)
   from faceblur import jobs  # noqa: PLC0415 — flag parsing and --help stay fast
-  from faceblur.errors import FaceblurError  # noqa: PLC0415
+  from faceblur.errors import FaceblurError, StorageError  # noqa: PLC0415
 
   try:
     jobs.run(FLAGS.config, FLAGS.workdir)
   except FaceblurError as error:
     print(f"error: {error}", file=sys.stderr, flush=True)
+    if isinstance(error, StorageError):
+      # A checkpoint folder that could not be created leaves orbax's other writer threads
+      # waiting for it for 5 minutes before the interpreter may exit: do not wait for them.
+      sys.stdout.flush()
+      os._exit(1)
     sys.exit(1)
 
 

@@ -24,3 +24,7 @@ class ConfigError(FaceblurError):
 
 class CheckpointError(FaceblurError):
   """A checkpoint is missing or belongs to another network or config."""
+
+
+class StorageError(FaceblurError):
+  """A folder cannot be created or written: full disk, read-only, no permission, not a folder."""

@@ -15,8 +15,9 @@ import numpy as np
 from tqdm import tqdm
 
 from faceblur.data import image_io
-from faceblur.errors import ConfigError, FaceblurError, ImageReadError
+from faceblur.errors import ConfigError, FaceblurError, ImageReadError, StorageError
 from faceblur.evaluate import tiling
+from faceblur.jobs import check_writable
 from faceblur.train import srn
 from faceblur.train.trained import load_trained
 
@@ -72,14 +73,20 @@ def deblur_job(config: ml_collections.ConfigDict) -> int:
   paths = [source] if single else image_io.list_images(source)
   deblurrer = Deblurrer(config.checkpoint, tile_size=config.tile_size,
                         tile_overlap=config.tile_overlap)
+  check_writable(output.parent if single and output.suffix else output, "output folder")
   failures = 0
   for path in tqdm(paths, desc="deblur", unit="image", disable=single):
     try:
       restored = deblurrer(image_io.load_image(path))
-      image_io.save_image(_output_path(path, source, output, single), restored)
     except ImageReadError as error:
       failures += 1
       print(f"warning: skipped {error}", file=sys.stderr, flush=True)
+      continue
+    output_path = _output_path(path, source, output, single)
+    try:
+      image_io.save_image(output_path, restored)
+    except OSError as error:  # a full or read-only disk fails every later image too
+      raise StorageError(f"{output_path}: cannot write ({error.strerror or error})") from None
   print(f"Restored {len(paths) - failures} of {len(paths)} images into {output}", flush=True)
   if failures:
     raise FaceblurError(f"{failures} of {len(paths)} images could not be read (see warnings)")

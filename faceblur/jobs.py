@@ -2,10 +2,11 @@
 
 import os
 import pathlib
+import tempfile
 
 import ml_collections
 
-from faceblur.errors import ConfigError
+from faceblur.errors import ConfigError, StorageError
 
 JOBS = ("cyclegan", "synthesize", "srn", "evaluate", "deblur", "pipeline")
 NEEDS_WORKDIR = ("cyclegan", "synthesize", "srn", "evaluate", "pipeline")
@@ -21,12 +22,29 @@ def enable_compilation_cache() -> None:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
+def check_writable(folder: pathlib.Path, what: str = "workdir") -> None:
+  """Creates `folder` and writes a file in it, so a full, read-only or mistyped folder fails
+  in one line at start-up, not after minutes of compiling and training."""
+  if folder.exists() and not folder.is_dir():
+    raise StorageError(f"{folder}: the {what} is a file, not a folder")
+  try:
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".faceblur-write-test-") as probe:
+      probe.write(b"ok")
+      probe.flush()
+  except OSError as error:
+    raise StorageError(
+        f"{folder}: cannot write the {what} ({error.strerror or type(error).__name__})") from None
+
+
 def run(config: ml_collections.ConfigDict, workdir: str | None) -> object:
   job = config.get("job")
   if job not in JOBS:
     raise ConfigError(f"config.job={job!r} is not one of {', '.join(JOBS)}")
   if job in NEEDS_WORKDIR and not workdir:
     raise ConfigError(f"the {job} job needs --workdir")
+  if job in NEEDS_WORKDIR:
+    check_writable(pathlib.Path(workdir))
   from faceblur.train import partitioning  # noqa: PLC0415
 
   partitioning.initialize_distributed(config)

@@ -40,8 +40,11 @@ SCRIPT = textwrap.dedent("""
       return final, float(next(iter(metrics.values()))), update
 
     def assert_same_update(one, eight, update):
+      # Instance norm amplifies float summation-order noise: on ONE device, two exact
+      # formulations of the transposed convolution's gradient already differ by ~5e-4 of the
+      # update after two CycleGAN steps. A real sharding bug gives differences of order 1.
       worst = max(float(np.max(np.abs(a - b))) for a, b in zip(one, eight))
-      assert worst < 1e-4 * update, (worst, update)
+      assert worst < 2e-3 * update, (worst, update)
       return worst
 
     rng = np.random.default_rng(0)

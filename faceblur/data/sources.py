@@ -4,7 +4,9 @@ grain reads them directly (`grain.MapDataset.source(source)`). Images stay uint8
 the records (4x smaller than float32 when records cross process boundaries); the pipeline's
 transforms convert them. Decoding is lazy: building a source only lists files, and a corrupt
 file raises `ImageReadError` naming it when it is read (call `validate()` on small folders
-to find bad files up front). Sources are picklable, so grain worker processes can use them.
+to find bad files up front). Training wraps its sources in `SkipBadRecords`, which replaces
+such records instead, so one bad file among thousands never stops a run. Sources are
+picklable, so grain worker processes can use them.
 """
 
 import io
@@ -13,6 +15,7 @@ import os
 import pathlib
 import re
 import tempfile
+import threading
 import zipfile
 from collections.abc import Sequence
 from typing import Any
@@ -35,7 +38,8 @@ class ImageFolder:
 
   `min_size`: images whose shorter side is below it are skipped with one warning naming the
   count and the first of them (real photo folders hold a few thumbnails; training must not
-  stop for them). Only the file headers are read for this, not the pixels.
+  stop for them), and files whose header cannot be read with one warning each. Only the
+  file headers are read for this, not the pixels.
   """
 
   def __init__(self, root: str | os.PathLike, *, min_size: int | None = None):
@@ -46,20 +50,23 @@ class ImageFolder:
     self.paths = paths
 
   def _large_enough(self, paths: list[pathlib.Path], min_size: int) -> list[pathlib.Path]:
-    kept, small = [], []
+    kept, small, unreadable = [], [], 0
     for path in paths:
       try:
         with Image.open(path) as image:
           side = min(image.size)
-      except Exception as error:  # noqa: BLE001
-        raise ImageReadError(f"{path}: cannot read the image header "
-                             f"({type(error).__name__})") from error
+      except Exception as error:  # noqa: BLE001 — any header failure is this file's problem
+        logging.warning("skipped %s: cannot read the image header (%s)", path,
+                        type(error).__name__)
+        unreadable += 1
+        continue
       (kept if side >= min_size else small).append(path)
     if small:
       logging.warning("%s: skipped %d image(s) smaller than %d px, e.g. %s", self.root,
                       len(small), min_size, _relative_name(small[0], self.root))
     if not kept:
-      raise DataError(f"{self.root}: every image is smaller than min_size={min_size} px")
+      reason = "unreadable or " if unreadable else ""
+      raise DataError(f"{self.root}: every image is {reason}smaller than min_size={min_size} px")
     return kept
 
   def __len__(self) -> int:
@@ -370,6 +377,75 @@ class TfdsPairs(_LazyDataSource):
 
   def __repr__(self) -> str:
     return f"TfdsPairs({str(self.data_dir)!r}, split={self.split!r}, {len(self)} pairs)"
+
+
+_WARNED: set[str] = set()  # the skipped-record warnings this process has printed
+_WARNED_LOCK = threading.Lock()  # grain prepares batches in several threads
+
+
+class SkipBadRecords:
+  """`source` with its unusable records replaced, so one bad file never stops a long run.
+
+  A record that cannot be read (`ImageReadError`: a corrupt or truncated file, a pair of two
+  sizes) or whose images are smaller than `min_size` is replaced by the next usable record
+  (index + 1, + 2, ..., wrapping around), with one warning naming it (once per process, even
+  when two sources share a folder; grain worker processes each warn once). The replacement
+  depends only on the files, so batch k stays a pure function of (seed, k) and a resumed run
+  sees exactly the batches of an uninterrupted one. Building it reads records up to the
+  first usable one, so a source with none fails at start-up, in one line naming it.
+  """
+
+  def __init__(self, source, *, min_size: int = 0, min_size_reason: str = ""):
+    self.source, self.min_size = source, int(min_size or 0)
+    self.min_size_reason = min_size_reason
+    self._unusable: set[int] = set()  # indices found bad in this process (files do not heal)
+    if len(source):
+      self[0]
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def _where(self) -> str:
+    return str(getattr(self.source, "root", None) or repr(self.source))
+
+  def _problem(self, index: int) -> tuple[Record | None, str]:
+    """(record, '') if record `index` is usable, else (None, why not) in one line."""
+    try:
+      record = self.source[index]
+    except ImageReadError as error:
+      return None, str(error)
+    sides = [min(value.shape[:2]) for key, value in record.items()
+             if key in ("image", "blurred", "sharp")]
+    if self.min_size and sides and min(sides) < self.min_size:
+      image = next(record[key] for key in ("image", "blurred", "sharp") if key in record)
+      reason = f" ({self.min_size_reason})" if self.min_size_reason else ""
+      return None, (f"{self._where()}/{record.get('name', index)}: {image.shape[0]}x"
+                    f"{image.shape[1]} px is smaller than {self.min_size} px{reason}")
+    return record, ""
+
+  def __getitem__(self, index: int) -> Record:
+    num_records = len(self.source)
+    index = int(index) % num_records
+    first_problem = ""
+    for offset in range(num_records):
+      candidate = (index + offset) % num_records
+      if candidate in self._unusable:
+        continue
+      record, problem = self._problem(candidate)
+      if record is not None:
+        return record
+      self._unusable.add(candidate)
+      with _WARNED_LOCK:
+        warn = problem not in _WARNED
+        _WARNED.add(problem)
+      if warn:
+        logging.warning("skipped %s", problem)
+      first_problem = first_problem or problem
+    raise DataError(f"{self._where()}: none of its {num_records} images is usable"
+                    + (f" (e.g. {first_problem})" if first_problem else ""))
+
+  def __repr__(self) -> str:
+    return f"SkipBadRecords({self.source!r}, min_size={self.min_size})"
 
 
 class Subset:

@@ -66,7 +66,9 @@ class ConvTranspose(nnx.Module):
     self.stride, self.padding, self.dtype = (stride, stride), padding, dtype
     self.kernel = nnx.Param(kernel_init(rngs.params(), (kernel_size, kernel_size, out_features,
                                                         in_features)))
-    self.bias = nnx.Param(jnp.zeros((out_features,)))
+    # The key draw keeps initialisation identical to flax's ConvTranspose (same seed, same
+    # weights as checkpoints written before this layer existed).
+    self.bias = nnx.Param(nnx.initializers.zeros(rngs.params(), (out_features,)))
 
   def __call__(self, inputs: jax.Array) -> jax.Array:
     inputs = inputs.astype(self.dtype)

@@ -19,6 +19,7 @@ import optax
 from faceblur import losses
 from faceblur.data import factory
 from faceblur.data import pipeline as data_pipeline
+from faceblur.data.sources import SkipBadRecords
 from faceblur.image_grid import save_grid
 from faceblur.models import PatchDiscriminator, ResnetGenerator
 from faceblur.train import loop, partitioning
@@ -64,9 +65,7 @@ def make_optimizer(config: ml_collections.ConfigDict,
                    num_train_steps: int) -> optax.GradientTransformation:
   opt = config.optimizer
   tx = optax.adam(learning_rate_schedule(config, num_train_steps), b1=opt.b1, b2=opt.b2)
-  if config.on_nonfinite == "skip":
-    tx = optax.apply_if_finite(tx, max_consecutive_errors=100)
-  return tx
+  return loop.nonfinite_guard(tx, config)
 
 
 def init_fn(config: ml_collections.ConfigDict, tx: optax.GradientTransformation):
@@ -151,18 +150,33 @@ def make_train_step(config: ml_collections.ConfigDict, networks: dict[str, state
     critics, critic_opt = state_lib.apply_gradients(
         tx, critics, state.opt_states["critics"], critic_grads)
 
+    # Non-finite fakes (a step that on_nonfinite=skip drops) must not enter the pools, where
+    # they would poison the discriminators' later steps.
+    fakes_finite = jnp.isfinite(aux["fake_blurred"]).all() & jnp.isfinite(aux["fake_sharp"]).all()
+    new_pools = jax.tree.map(
+        lambda new, old: jnp.where(fakes_finite, new, old),
+        {"blurred_critic": blurred_pool, "sharp_critic": sharp_pool}, pools)
     new_state = state.replace(
         step=state.step + 1, params={**generators, **critics},
         opt_states={"generators": generator_opt, "critics": critic_opt},
-        extras={"pools": {"blurred_critic": blurred_pool, "sharp_critic": sharp_pool}})
+        extras={"pools": new_pools})
     return new_state, {**aux["metrics"], **critic_metrics}
 
   return train_step
 
 
 def sources(config: ml_collections.ConfigDict):
-  return (factory.make_source(config.data.sharp, image_size=config.data.load_size),
-          factory.make_source(config.data.blurred, image_size=config.data.load_size))
+  """The sharp and blurred domains, unreadable and thumbnail-sized files skipped.
+
+  Every image is resized to `load_size` as in the reference, but one whose shorter side is
+  below half the crop would be upscaled by more than ~2x: interpolation blur in the sharp
+  domain, which is what stage 1 must learn to tell apart. Those are skipped with a warning.
+  """
+  min_size = config.data.crop_size // 2
+  return tuple(
+      SkipBadRecords(factory.make_source(spec, image_size=config.data.load_size),
+                     min_size=min_size, min_size_reason="half of data.crop_size")
+      for spec in (config.data.sharp, config.data.blurred))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path):

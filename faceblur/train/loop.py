@@ -15,11 +15,12 @@ from collections.abc import Callable, Iterator
 import jax
 import ml_collections
 import numpy as np
+import optax
 from clu import metrics as clu_metrics
 from jax.sharding import Mesh
 
 from faceblur.data import pipeline as data_pipeline
-from faceblur.errors import FaceblurError
+from faceblur.errors import ConfigError, FaceblurError
 from faceblur.train.checkpointing import Checkpointer, abstract_like
 from faceblur.train.metric_writers import MetricWriter, ReportProgress
 from faceblur.train.state import TrainState
@@ -30,6 +31,24 @@ PeriodicHook = Callable[[int, TrainState], None]
 
 class NonFiniteLossError(FaceblurError):
   """A loss became NaN or infinite."""
+
+
+NONFINITE_POLICIES = ("stop", "skip")
+
+
+def nonfinite_guard(tx: optax.GradientTransformation,
+                    config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """`tx` wrapped so that `on_nonfinite=skip` drops updates with NaN or infinite gradients.
+
+  Both policies use the same wrapper, hence the same optimiser state, so a run stopped by
+  a NaN resumes from its last checkpoint with `--config.on_nonfinite=skip` (what the stop
+  message suggests). Under 'stop' every update is applied (no consecutive error is
+  tolerated) and the loop stops at the next check.
+  """
+  policy = config.get("on_nonfinite", "stop")
+  if policy not in NONFINITE_POLICIES:
+    raise ConfigError(f"on_nonfinite={policy!r} is not one of {', '.join(NONFINITE_POLICIES)}")
+  return optax.apply_if_finite(tx, max_consecutive_errors=100 if policy == "skip" else 0)
 
 
 @dataclasses.dataclass
@@ -93,6 +112,7 @@ def train(
     writer.write_text(f"Resuming from {checkpointer.directory}/{start_step}")
   if start_step >= num_train_steps:
     writer.write_text(f"Already trained for {start_step} >= {num_train_steps} steps.")
+    checkpointer.close()
     return state
 
   last_step = num_train_steps
@@ -102,27 +122,31 @@ def train(
   history: list[dict[str, jax.Array]] = []
   batch_iterator = batches(start_step)
   progress(start_step)
-  for step in range(start_step + 1, last_step + 1):
-    host_batch = next(batch_iterator)
-    state, step_metrics = train_step(state, data_pipeline.shard_batch(host_batch, mesh))
-    history.append(step_metrics)
+  try:
+    for step in range(start_step + 1, last_step + 1):
+      host_batch = next(batch_iterator)
+      state, step_metrics = train_step(state, data_pipeline.shard_batch(host_batch, mesh))
+      history.append(step_metrics)
 
-    is_last = step == last_step
-    save_now = is_last or step % config.checkpoint_every_steps == 0
-    if step % config.log_every_steps == 0 or save_now:
-      scalars = _mean_metrics(history)
-      history.clear()
-      _check_finite(scalars, step, checkpointer, config)
-      scalars.update(progress(step))
-      writer.write_scalars(step, scalars)
-    for periodic in hooks:
-      periodic.maybe_run(step, state, last_step)
-    if save_now:
-      if config.on_nonfinite != "skip" and not bool(_all_finite(state.params)):
-        _check_finite({"parameters": math.nan}, step, checkpointer, config)
-      checkpointer.save(step, state, config, force=True)
-  checkpointer.wait_until_finished()
-  checkpointer.close()
+      is_last = step == last_step
+      save_now = is_last or step % config.checkpoint_every_steps == 0
+      if step % config.log_every_steps == 0 or save_now:
+        scalars = _mean_metrics(history)
+        history.clear()
+        _check_finite(scalars, step, checkpointer, config, writer)
+        scalars.update(progress(step))
+        writer.write_scalars(step, scalars)
+      for periodic in hooks:
+        periodic.maybe_run(step, state, last_step)
+      if save_now:
+        # Under 'skip' too: parameters only turn non-finite once skipping gave up.
+        if not bool(_all_finite(state.params)):
+          _check_finite({"parameters": math.nan}, step, checkpointer, config, writer,
+                        force_stop=True)
+        checkpointer.save(step, state, config, force=True)
+    checkpointer.wait_until_finished()
+  finally:
+    checkpointer.close()  # also on errors: stops orbax's background threads
   writer.flush()
   return state
 
@@ -133,17 +157,25 @@ def _all_finite(tree) -> jax.Array:
 
 
 def _check_finite(scalars: dict[str, float], step: int, checkpointer: Checkpointer,
-                  config: ml_collections.ConfigDict) -> None:
+                  config: ml_collections.ConfigDict, writer: MetricWriter, *,
+                  force_stop: bool = False) -> None:
   bad = {name: value for name, value in scalars.items() if not math.isfinite(value)}
-  if not bad or config.on_nonfinite == "skip":
+  if not bad:
+    return
+  name, value = next(iter(bad.items()))
+  if config.on_nonfinite == "skip" and not force_stop:
+    writer.write_text(f"step {step}: {name} was {value} since the last log; the updates with "
+                      "non-finite gradients were skipped (on_nonfinite=skip)")
     return
   checkpointer.wait_until_finished()
   last = checkpointer.latest_step()
   where = f"{checkpointer.directory}/{last}" if last is not None else "none yet"
-  name, value = next(iter(bad.items()))
+  hint = ("lower the learning rate, or set --config.on_nonfinite=skip"
+          if config.on_nonfinite != "skip" else
+          "skipping non-finite updates did not keep the parameters finite; lower the "
+          "learning rate")
   raise NonFiniteLossError(
-      f"{name} became {value} by step {step}; last good checkpoint: {where} "
-      "(lower the learning rate, or set --config.on_nonfinite=skip)")
+      f"{name} became {value} by step {step}; last good checkpoint: {where} ({hint})")
 
 
 def num_steps(config: ml_collections.ConfigDict, num_examples: int) -> int:

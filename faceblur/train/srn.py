@@ -17,6 +17,7 @@ import optax
 from faceblur import losses
 from faceblur.data import factory
 from faceblur.data import pipeline as data_pipeline
+from faceblur.data.sources import SkipBadRecords
 from faceblur.evaluate import metrics as quality
 from faceblur.models import SRNDeblurNet
 from faceblur.train import loop, partitioning
@@ -60,9 +61,7 @@ def make_optimizer(config: ml_collections.ConfigDict,
          "rest": adam}, labels)
   else:
     tx = adam
-  if config.on_nonfinite == "skip":
-    tx = optax.apply_if_finite(tx, max_consecutive_errors=100)
-  return tx
+  return loop.nonfinite_guard(tx, config)
 
 
 def init_fn(config: ml_collections.ConfigDict, tx: optax.GradientTransformation):
@@ -113,7 +112,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   workdir = pathlib.Path(workdir)
   mesh = partitioning.make_mesh(config.num_devices or None)
   local_batch = partitioning.per_process_batch_size(config.batch_size, mesh)
-  train_source = factory.make_paired_source(config.data.train)
+  train_source = SkipBadRecords(factory.make_paired_source(config.data.train),
+                                min_size=config.data.crop_size,
+                                min_size_reason="data.crop_size")
   num_train_steps = loop.num_steps(config, len(train_source))
 
   network = make_network(config)
@@ -137,7 +138,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                        out_shardings=(replicated, replicated))
   hooks = ()
   if config.data.test.path or config.data.test.kind.startswith("demo"):
-    test_source = factory.make_paired_source(config.data.test)
+    test_source = SkipBadRecords(factory.make_paired_source(config.data.test),
+                                 min_size=config.eval_crop_size,
+                                 min_size_reason="eval_crop_size")
     hooks = (loop.Periodic(config.eval_every_steps,
                            _evaluator(config, network, test_source, writer)),)
   return loop.train(config=config, workdir=workdir, mesh=mesh, state=state,

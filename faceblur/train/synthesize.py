@@ -7,10 +7,13 @@ any folder-reading tool understands), split 80/20 by a seeded permutation as in 
 
 Resumable: each file is written atomically, the sharp image before the blurred one, so a
 pair is complete exactly when its blurred file exists; a re-run skips complete pairs and
-redoes the rest, never duplicating or losing one. Several hosts split the indices.
+redoes the rest, never duplicating or losing one. Several hosts split the indices. An
+unreadable source image gets no pair and one warning (a substitute would put the same face
+in both splits).
 """
 
 import json
+import logging
 import pathlib
 
 import jax
@@ -22,7 +25,7 @@ from tqdm import tqdm
 from faceblur.data import augment, factory
 from faceblur.data.image_io import save_image, to_float
 from faceblur.data.sources import train_test_split
-from faceblur.errors import ConfigError
+from faceblur.errors import ConfigError, DataError, ImageReadError, StorageError
 from faceblur.train.trained import load_trained
 
 DONE_FILE = "synthesis.json"
@@ -59,18 +62,36 @@ def synthesize(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -
   mine = [i for i in range(count) if i % jax.process_count() == jax.process_index()]
   todo = [i for i in mine if not pair_paths(output, split_of[i], i)[0].exists()]
   batch_size = config.batch_size
+  unreadable = 0
   with tqdm(total=len(mine), initial=len(mine) - len(todo), desc="synthesis", unit="pair",
             disable=jax.process_index() != 0) as progress:
     for start in range(0, len(todo), batch_size):
-      indices = todo[start:start + batch_size]
-      sharp = np.stack([prepare_sharp(source[i]["image"], config.image_size) for i in indices])
+      indices, sharp = [], []
+      for index in todo[start:start + batch_size]:
+        try:
+          sharp.append(prepare_sharp(source[index]["image"], config.image_size))
+          indices.append(index)
+        except ImageReadError as error:  # one bad file among thousands: no pair for it
+          unreadable += 1
+          logging.warning("skipped %s", error)
+      progress.update(len(todo[start:start + batch_size]) - len(indices))
+      if not indices:
+        continue
+      sharp = np.stack(sharp)
       padded = np.concatenate([sharp, np.repeat(sharp[-1:], batch_size - len(indices), 0)])
       blurred = np.asarray(blur(params, padded))[:len(indices)]
       for index, sharp_image, blurred_image in zip(indices, sharp, blurred, strict=True):
         blurred_path, sharp_path = pair_paths(output, split_of[index], index)
-        save_image(sharp_path, sharp_image)
-        save_image(blurred_path, blurred_image)
+        try:
+          save_image(sharp_path, sharp_image)
+          save_image(blurred_path, blurred_image)
+        except OSError as error:
+          raise StorageError(f"{blurred_path.parent}: cannot write pairs "
+                             f"({error.strerror or error}); a re-run resumes") from None
       progress.update(len(indices))
+  if todo and unreadable == len(todo) and unreadable == len(mine):
+    raise DataError(f"{getattr(source, 'root', config.source.kind)}: none of its "
+                    f"{len(mine)} images could be read (see the warnings)")
 
   if jax.process_index() == 0:
     summary = {"pairs": count, "train": len(train_indices), "test": len(test_indices),
@@ -81,8 +102,9 @@ def synthesize(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -
       from faceblur.data.tfds_pairs import build_pairs_dataset  # noqa: PLC0415
 
       build_pairs_dataset(output, output / "tfds")
-  print(f"Synthesised {count} pairs in {output} ({len(train_indices)} train, "
-        f"{len(test_indices)} test)", flush=True)
+  skipped = f"; {unreadable} unreadable image(s) skipped" if unreadable else ""
+  print(f"Synthesised {count - unreadable} pairs in {output} ({len(train_indices)} train, "
+        f"{len(test_indices)} test{skipped})", flush=True)
   return output
 
 
