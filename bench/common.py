@@ -1,11 +1,14 @@
 """Timing and memory helpers shared by the benchmarks."""
 
 import json
+import pathlib
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 
@@ -15,16 +18,47 @@ def peak_rss_mib() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def time_calls(fn: Callable[[], object], *, warmup: int, repeats: int) -> dict[str, float]:
-  """Median and spread of `fn()` wall time after `warmup` calls; `fn` must block."""
+def time_calls(fn: Callable[[], object], *, warmup: int, repeats: int,
+               budget_s: float | None = None) -> dict[str, float]:
+  """Median and spread of `fn()` wall time after `warmup` calls; `fn` must block.
+
+  `budget_s` stops repeating once the timed calls have taken that long (at least one runs),
+  so minute-long cases on a CPU still end.
+  """
   for _ in range(warmup):
     fn()
   times = []
-  for _ in range(repeats):
+  while len(times) < max(1, repeats) and not (budget_s and times and sum(times) >= budget_s):
     start = time.perf_counter()
     fn()
     times.append(time.perf_counter() - start)
-  return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
+  return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+          "repeats": len(times)}
+
+
+# jax.monitoring events of one compilation: tracing, lowering to MLIR, XLA's compile.
+COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
+                  "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                  "/jax/core/compile/backend_compile_duration")
+
+
+class CompileTime:
+  """Seconds JAX has spent compiling since this was created, from its monitoring events.
+
+  Exact where "first call minus a warm call" is not: on a busy CPU a multi-second call varies
+  by more than a compilation takes.
+  """
+
+  def __init__(self):
+    self.seconds = 0.0
+    jax.monitoring.register_event_duration_secs_listener(self._record)
+
+  def _record(self, event: str, duration_secs: float, **unused) -> None:
+    if event in COMPILE_EVENTS:
+      self.seconds += duration_secs
+
+  def close(self) -> None:
+    jax.monitoring.unregister_event_duration_listener(self._record)
 
 
 def flops_of(compiled) -> float | None:
@@ -46,5 +80,54 @@ def machine() -> dict[str, str]:
           "num_devices": str(jax.device_count())}
 
 
+def quiet_logs() -> None:
+  """Keeps orbax's and grain's INFO lines out of the benchmark's output (warnings stay)."""
+  from absl import logging  # noqa: PLC0415
+
+  logging.set_verbosity(logging.WARNING)
+
+
 def print_json(record: dict) -> None:
   print(json.dumps(record, default=str), flush=True)
+
+
+def print_table(rows: Sequence[dict], columns: dict[str, str]) -> None:
+  """A markdown table of `rows`; `columns` maps each row key to its header."""
+  print("\n| " + " | ".join(columns.values()) + " |")
+  print("|" + "---|" * len(columns))
+  for row in rows:
+    print("| " + " | ".join(str(row.get(key, "")) for key in columns) + " |")
+
+
+def run_isolated(script: str | pathlib.Path, args: Sequence[str]) -> dict:
+  """Runs `python script *args` in a fresh process and returns the JSON of its last stdout line.
+
+  A case run this way has the process to itself, so its peak RSS (which it reports) is its
+  own, not the maximum of every case before it. Its stderr passes through.
+  """
+  completed = subprocess.run([sys.executable, str(script), *args], stdout=subprocess.PIPE,
+                             text=True, check=False)
+  if completed.returncode:
+    raise RuntimeError(f"{script} {' '.join(args)} exited with {completed.returncode}")
+  return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def save_random_checkpoint(stage, config, workdir: str | pathlib.Path) -> pathlib.Path:
+  """A step-0 checkpoint of freshly initialised networks in `workdir`, as training writes it.
+
+  `stage` is `faceblur.train.srn` or `faceblur.train.cyclegan`. Speed and memory do not
+  depend on the weights, so the inference benchmarks need no trained model.
+  """
+  from faceblur.train import partitioning  # noqa: PLC0415 — only the inference benchmarks
+  from faceblur.train import state as state_lib  # noqa: PLC0415
+  from faceblur.train.checkpointing import Checkpointer  # noqa: PLC0415
+
+  workdir = pathlib.Path(workdir)
+  tx = stage.make_optimizer(config, 1)
+  state = state_lib.create_train_state(stage.init_fn(config, tx), config.seed,
+                                       partitioning.make_mesh(1))
+  checkpointer = Checkpointer(workdir / "checkpoints")
+  checkpointer.save(0, state, config, force=True)
+  checkpointer.wait_until_finished()
+  checkpointer.close()
+  return workdir

@@ -27,6 +27,7 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]
 from bench.common import flops_of, machine, peak_rss_mib, print_json, time_calls  # noqa: E402
 from configs import cyclegan as cyclegan_config  # noqa: E402
 from configs import srn as srn_config  # noqa: E402
+from faceblur import compilation  # noqa: E402
 from faceblur.data import pipeline as data_pipeline  # noqa: E402
 from faceblur.train import cyclegan, partitioning, srn  # noqa: E402
 from faceblur.train import state as state_lib  # noqa: E402
@@ -39,6 +40,8 @@ flags.DEFINE_integer("warmup", 1, "Untimed steps after compilation.")
 flags.DEFINE_integer("repeats", 5, "Timed steps (the median is reported).")
 flags.DEFINE_bool("mixed_precision", False, "bfloat16 activations.")
 flags.DEFINE_list("stages", ["cyclegan", "srn"], "Which stages to time.")
+flags.DEFINE_bool("compiler_options", True,
+                  "faceblur's CPU compiler options (faceblur.compilation); false: plain jax.jit.")
 flags.DEFINE_list("frameworks", ["faceblur", "pytorch"], "faceblur and/or pytorch.")
 flags.DEFINE_string("case", None, "Internal: run one 'framework:stage:batch' case and exit.")
 
@@ -57,8 +60,9 @@ def bench_faceblur(stage: str, batch_size: int, size: int) -> dict:
   batch = {key: rng.random((batch_size, size, size, 3), dtype=np.float32) for key in keys}
   batch = data_pipeline.shard_batch(batch, mesh)
   replicated = partitioning.replicated(mesh)
-  step = jax.jit(module.make_train_step(config, networks, tx), donate_argnums=0,
-                 out_shardings=(replicated, replicated))
+  jit = compilation.jit if FLAGS.compiler_options else jax.jit
+  step = jit(module.make_train_step(config, networks, tx), donate_argnums=0,
+             out_shardings=(replicated, replicated))
   start = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - start
@@ -71,8 +75,10 @@ def bench_faceblur(stage: str, batch_size: int, size: int) -> dict:
   timing = time_calls(run_step, warmup=FLAGS.warmup, repeats=FLAGS.repeats)
   flops = flops_of(compiled)
   num_params = sum(np.size(leaf) for leaf in jax.tree.leaves(state.params))
-  return _record("faceblur", stage, batch_size, size, timing, num_params, compile_s=compile_s,
-                 flops=flops)
+  record = _record("faceblur", stage, batch_size, size, timing, num_params, compile_s=compile_s,
+                   flops=flops)
+  record["compiler_options"] = FLAGS.compiler_options
+  return record
 
 
 def bench_pytorch(stage: str, batch_size: int, size: int) -> dict:
@@ -111,7 +117,8 @@ def _run_case_in_child(case: str) -> dict:
   """Runs one case in a fresh interpreter and returns its JSON record."""
   argv = [sys.executable, __file__, f"--case={case}", f"--size={FLAGS.size}",
           f"--warmup={FLAGS.warmup}", f"--repeats={FLAGS.repeats}",
-          f"--mixed_precision={FLAGS.mixed_precision}"]
+          f"--mixed_precision={FLAGS.mixed_precision}",
+          f"--compiler_options={FLAGS.compiler_options}"]
   result = subprocess.run(argv, capture_output=True, text=True, env=dict(os.environ))
   if result.returncode:
     sys.exit(f"case {case} failed:\n{result.stderr[-3000:]}")

@@ -13,11 +13,11 @@ import pathlib
 import time
 from collections.abc import Callable
 
-import jax
 import ml_collections
 import numpy as np
 from tqdm import tqdm
 
+from faceblur import compilation
 from faceblur.data import augment, factory
 from faceblur.data.image_io import to_float
 from faceblur.errors import ConfigError
@@ -47,7 +47,7 @@ def _cyclegan_method(workdir: str) -> RestoreFn:
 
   trained = load_trained(workdir, "cyclegan")
   network, params = trained.networks["blurred_to_sharp"], trained.params["blurred_to_sharp"]
-  apply = jax.jit(lambda p, images: network.apply(p, images).astype(np.float32))
+  apply = compilation.jit(lambda p, images: network.apply(p, images).astype(np.float32))
 
   def restore(image: np.ndarray) -> np.ndarray:
     return tiling.tiled_apply(lambda batch: np.asarray(apply(params, batch)), image,

@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from faceblur import losses
+from faceblur import compilation, losses
 from faceblur.data import factory
 from faceblur.data import pipeline as data_pipeline
 from faceblur.data.sources import SkipBadRecords
@@ -208,8 +208,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       yield {"sharp": sharp["image"], "blurred": blurred["image"]}
 
   replicated = partitioning.replicated(mesh)
-  train_step = jax.jit(make_train_step(config, networks, tx), donate_argnums=0,
-                       out_shardings=(replicated, replicated))
+  train_step = compilation.jit(make_train_step(config, networks, tx), donate_argnums=0,
+                               out_shardings=(replicated, replicated))
   sample_hook = loop.Periodic(config.sample_every_steps,
                               _sampler(config, networks, sharp_source, workdir, writer))
   return loop.train(config=config, workdir=workdir, mesh=mesh, state=state,
@@ -225,7 +225,7 @@ def _sampler(config, networks, sharp_source, workdir: pathlib.Path, writer: Metr
   sharp = np.stack([transform(sharp_source[i], np.random.default_rng(i))["image"]
                     for i in range(count)])
 
-  @jax.jit
+  @compilation.jit
   def translate(params, images):
     fake_blurred = networks["sharp_to_blurred"].apply(params["sharp_to_blurred"], images)
     cycled = networks["blurred_to_sharp"].apply(params["blurred_to_sharp"], fake_blurred)

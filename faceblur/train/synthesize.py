@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
+from faceblur import compilation
 from faceblur.data import augment, factory
 from faceblur.data.image_io import save_image, to_float
 from faceblur.data.sources import train_test_split
@@ -51,7 +52,7 @@ def synthesize(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -
   trained = load_trained(config.cyclegan_workdir, "cyclegan")
   generator = trained.networks["sharp_to_blurred"]
   params = trained.params["sharp_to_blurred"]
-  blur = jax.jit(lambda p, sharp: generator.apply(p, sharp).astype(jnp.float32))
+  blur = compilation.jit(lambda p, sharp: generator.apply(p, sharp).astype(jnp.float32))
 
   source = factory.make_source(config.source)
   count = len(source) if config.max_images <= 0 else min(config.max_images, len(source))

@@ -1,0 +1,166 @@
+"""Latency and peak host memory of deblurring one photo with SRN, as the deblur job does it.
+
+  python bench/deblur.py                                    # 256x256, 1280x720, 12 MP
+  python bench/deblur.py --sizes=256x256,640x480 --repeats=2  # quick look
+
+The reference-width SRN of configs/srn.py with RANDOMLY INITIALISED weights (a step-0
+checkpoint; speed and memory do not depend on the weights) goes through the deblur job's
+code path: `faceblur.inference.Deblurrer` with the tile size and overlap of
+configs/deblur.py, a JPEG read with `load_image` and written with `save_image`. Batch 1.
+
+Each size runs in a fresh process (the script re-runs itself with --case), so the peak RSS
+reported is that case's alone. Compile time (JAX's own compile events, on the first tile)
+is reported apart from the steady-state latency (median of --repeats whole-image calls).
+Issue 5's target: a 12 MP photo in under 4 GiB of host memory.
+"""
+
+import pathlib
+import sys
+import tempfile
+import time
+
+import numpy as np
+from absl import app, flags
+from PIL import Image
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from bench.common import (  # noqa: E402
+  CompileTime,
+  machine,
+  peak_rss_mib,
+  print_json,
+  print_table,
+  quiet_logs,
+  run_isolated,
+  save_random_checkpoint,
+  time_calls,
+)
+from configs import deblur as deblur_config  # noqa: E402
+from configs import srn as srn_config  # noqa: E402
+from faceblur import inference  # noqa: E402
+from faceblur.data import image_io  # noqa: E402
+from faceblur.train import srn  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("sizes", ["256x256", "1280x720", "4000x3000"], "Image sizes, WIDTHxHEIGHT.")
+flags.DEFINE_integer("repeats", 5, "Timed whole-image calls per size (the median is reported).")
+flags.DEFINE_float("budget_s", 600.0, "Stop repeating a size once its timed calls took this "
+                   "long (at least one runs).")
+flags.DEFINE_integer("tile_size", deblur_config.get_config().tile_size, "Deblurrer tile size.")
+flags.DEFINE_integer("tile_overlap", deblur_config.get_config().tile_overlap, "Tile overlap.")
+flags.DEFINE_integer("features", srn_config.get_config().model.features,
+                     "SRN first-stage width (32 = the reference).")
+flags.DEFINE_string("case", "", "Internal: run one size in this process.")
+flags.DEFINE_string("workdir", "", "Internal: the checkpoint and inputs of --case.")
+
+GIB = 1024.0
+
+
+def _parse_size(size: str) -> tuple[int, int]:
+  width, height = (int(side) for side in size.lower().split("x"))
+  return width, height
+
+
+def _input_path(workdir: pathlib.Path, width: int, height: int) -> pathlib.Path:
+  return workdir / f"input_{width}x{height}.jpg"
+
+
+def _write_inputs(workdir: pathlib.Path, sizes: list[tuple[int, int]]) -> None:
+  """Photo-like JPEGs (the astronaut portrait, stretched): what the deblur job reads."""
+  import skimage.data  # noqa: PLC0415
+
+  portrait = Image.fromarray(skimage.data.astronaut())
+  for width, height in sizes:
+    image_io.save_image(_input_path(workdir, width, height),
+                        np.asarray(portrait.resize((width, height), Image.BICUBIC)))
+
+
+def _tile_shape(side: int, tile_size: int) -> int:
+  """The side of the tiles `tiled_apply` feeds the network along an axis of `side` pixels."""
+  if side > tile_size:
+    return tile_size
+  return -(-side // inference.SIDE_MULTIPLE) * inference.SIDE_MULTIPLE
+
+
+def run_case(size: str, workdir: pathlib.Path) -> dict:
+  """One size, in this (fresh) process: load, compile, one job-like pass, timed repeats."""
+  width, height = _parse_size(size)
+  start = time.perf_counter()
+  deblurrer = inference.Deblurrer(workdir, tile_size=FLAGS.tile_size,
+                                  tile_overlap=FLAGS.tile_overlap)
+  load_s = time.perf_counter() - start
+
+  tile = np.zeros((1, _tile_shape(height, FLAGS.tile_size), _tile_shape(width, FLAGS.tile_size),
+                   3), np.float32)
+  compile_time = CompileTime()
+  deblurrer.restore_batch(tile)  # compiles for this image's tile shape
+  compile_time.close()
+  tile_timing = time_calls(lambda: deblurrer.restore_batch(tile), warmup=0, repeats=3)
+  setup_rss = peak_rss_mib()
+
+  calls = []
+  restore_batch = deblurrer.restore_batch
+  deblurrer.restore_batch = lambda batch: calls.append(batch.shape) or restore_batch(batch)
+  start = time.perf_counter()  # the job's loop body, once: read, restore, write
+  image = image_io.load_image(_input_path(workdir, width, height))
+  read_s = time.perf_counter() - start
+  restored = deblurrer(image)
+  start = time.perf_counter()
+  image_io.save_image(workdir / f"output_{width}x{height}.jpg", restored)
+  write_s = time.perf_counter() - start
+  del restored
+  num_tiles = len(calls)
+  deblurrer.restore_batch = restore_batch
+
+  timing = time_calls(lambda: deblurrer(image), warmup=0, repeats=FLAGS.repeats,
+                      budget_s=FLAGS.budget_s)
+  peak = peak_rss_mib()
+  return {"size": f"{width}x{height}", "megapixels": round(width * height / 1e6, 2),
+          "tiles": num_tiles, "tile": f"{tile.shape[2]}x{tile.shape[1]}",
+          "compile_s": round(compile_time.seconds, 2),
+          "tile_s": round(tile_timing["median_s"], 3),
+          "latency_s": round(timing["median_s"], 3), "min_s": round(timing["min_s"], 3),
+          "max_s": round(timing["max_s"], 3), "repeats": timing["repeats"],
+          "megapixels_per_s": round(width * height / 1e6 / timing["median_s"], 3),
+          "checkpoint_load_s": round(load_s, 2), "jpeg_read_s": round(read_s, 3),
+          "jpeg_write_s": round(write_s, 3), "setup_rss_mib": round(setup_rss),
+          "peak_rss_mib": round(peak), "peak_rss_gib": round(peak / GIB, 2)}
+
+
+def main(argv):
+  del argv
+  quiet_logs()
+  if FLAGS.case:
+    print_json(run_case(FLAGS.case, pathlib.Path(FLAGS.workdir)))
+    return
+  print_json({"machine": machine()})
+  config = srn_config.get_config()
+  config.model.features = FLAGS.features
+  print_json({"model": f"SRN features={config.model.features} num_scales="
+                       f"{config.model.num_scales} lstm={config.model.use_lstm}",
+              "weights": "random init (step-0 checkpoint), not trained",
+              "tile_size": FLAGS.tile_size, "tile_overlap": FLAGS.tile_overlap})
+  rows = []
+  with tempfile.TemporaryDirectory(prefix="faceblur_bench_deblur_") as workdir:
+    save_random_checkpoint(srn, config, workdir)
+    _write_inputs(pathlib.Path(workdir), [_parse_size(size) for size in FLAGS.sizes])
+    forwarded = [FLAGS[name].serialize() for name in
+                 ("repeats", "budget_s", "tile_size", "tile_overlap")]
+    for size in FLAGS.sizes:
+      rows.append(run_isolated(__file__, [f"--case={size}", f"--workdir={workdir}",
+                                          *forwarded]))
+      print_json(rows[-1])
+  for row in rows:
+    if row["megapixels"] >= 12:
+      verdict = "meets" if row["peak_rss_gib"] < 4 else "MISSES"
+      print(f"\n12 MP peak host memory {row['peak_rss_gib']} GiB: {verdict} the < 4 GiB target")
+  print_table(rows, {"size": "size (WxH)", "tiles": "tiles", "compile_s": "compile s",
+                     "latency_s": "latency s (median)", "repeats": "n",
+                     "megapixels_per_s": "MP/s", "jpeg_read_s": "JPEG read s",
+                     "jpeg_write_s": "JPEG write s", "setup_rss_mib": "RSS after setup MiB",
+                     "peak_rss_mib": "peak RSS MiB"})
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,32 @@
+"""How faceblur compiles its networks: `jax.jit` plus XLA options that make CPUs fast.
+
+On CPU, jaxlib 0.10 hands convolutions to YNNPACK by default. For our layers that is the
+slow choice: YNNPACK computes the kernel gradients of the 3x3 256-channel convolutions of
+CycleGAN's residual blocks and of SRN's ConvLSTM 3-6x slower than XLA's own convolutions, and
+the 7x7 convolution to 3 channels that ends the generator ~10x slower. Keeping YNNPACK for
+reductions and single matrix products only makes a 256 px CycleGAN train step 2.6x faster,
+an SRN step 1.3x faster and the generator's forward pass (synthesis) 3.4x faster
+(`bench/RESULTS.md`); SRN's forward pass alone is 8% slower, so its inference keeps plain
+`jax.jit`. Other backends compile exactly as `jax.jit` does.
+`FACEBLUR_CPU_COMPILER_OPTIONS=off` in the environment compiles with plain `jax.jit`
+everywhere (for comparisons, or in case a later jaxlib makes another choice faster).
+"""
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+CPU_COMPILER_OPTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type":
+        "LIBRARY_FUSION_TYPE_REDUCE,LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
+}
+
+
+def jit(fn: Callable, **kwargs: Any):
+  """`jax.jit(fn, **kwargs)`, with `CPU_COMPILER_OPTIONS` when the default backend is a CPU."""
+  if (jax.default_backend() == "cpu"
+      and os.environ.get("FACEBLUR_CPU_COMPILER_OPTIONS", "on") != "off"):
+    kwargs.setdefault("compiler_options", CPU_COMPILER_OPTIONS)
+  return jax.jit(fn, **kwargs)
