@@ -4,8 +4,8 @@ On CPU, jaxlib 0.10 hands convolutions to YNNPACK by default. For our layers tha
 slow choice: YNNPACK computes the kernel gradients of the 3x3 256-channel convolutions of
 CycleGAN's residual blocks and of SRN's ConvLSTM 3-6x slower than XLA's own convolutions, and
 the 7x7 convolution to 3 channels that ends the generator ~10x slower. Keeping YNNPACK for
-reductions and single matrix products only makes a 256 px CycleGAN train step 2.6x faster,
-an SRN step 1.3x faster and the generator's forward pass (synthesis) 3.4x faster
+reductions and single matrix products only makes a 256 px CycleGAN train step 2.7x faster,
+an SRN step 1.4x faster and the generator's forward pass (synthesis) 3.4x faster
 (`bench/RESULTS.md`); SRN's forward pass alone is 8% slower, so its inference keeps plain
 `jax.jit`. Other backends compile exactly as `jax.jit` does.
 `FACEBLUR_CPU_COMPILER_OPTIONS=off` in the environment compiles with plain `jax.jit`

@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from faceblur.data import image_io
-from faceblur.errors import ConfigError, FaceblurError, ImageReadError, StorageError
+from faceblur.errors import ConfigError, FaceblurError, ImageReadError, StorageError, os_reason
 from faceblur.evaluate import tiling
 from faceblur.jobs import check_writable
 from faceblur.train import srn
@@ -86,7 +86,7 @@ def deblur_job(config: ml_collections.ConfigDict) -> int:
     try:
       image_io.save_image(output_path, restored)
     except OSError as error:  # a full or read-only disk fails every later image too
-      raise StorageError(f"{output_path}: cannot write ({error.strerror or error})") from None
+      raise StorageError(f"{output_path}: cannot write ({os_reason(error)})") from None
   print(f"Restored {len(paths) - failures} of {len(paths)} images into {output}", flush=True)
   if failures:
     raise FaceblurError(f"{failures} of {len(paths)} images could not be read (see warnings)")

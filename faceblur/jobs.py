@@ -6,7 +6,7 @@ import tempfile
 
 import ml_collections
 
-from faceblur.errors import ConfigError, StorageError
+from faceblur.errors import ConfigError, StorageError, os_reason
 
 JOBS = ("cyclegan", "synthesize", "srn", "evaluate", "deblur", "pipeline")
 NEEDS_WORKDIR = ("cyclegan", "synthesize", "srn", "evaluate", "pipeline")
@@ -34,7 +34,7 @@ def check_writable(folder: pathlib.Path, what: str = "workdir") -> None:
       probe.flush()
   except OSError as error:
     raise StorageError(
-        f"{folder}: cannot write the {what} ({error.strerror or type(error).__name__})") from None
+        f"{folder}: cannot write the {what} ({os_reason(error)})") from None
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | None) -> object:

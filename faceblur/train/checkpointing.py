@@ -12,16 +12,14 @@ its successor is complete.
 """
 
 import json
-import os
 import pathlib
-import re
 from typing import Any
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from faceblur.errors import CheckpointError, StorageError
+from faceblur.errors import CheckpointError, StorageError, os_reason
 
 STATE_ITEM = "state"
 CONFIG_ITEM = "config"
@@ -35,10 +33,6 @@ def _as_dict(config: ml_collections.ConfigDict | dict) -> dict[str, Any]:
   return json.loads(json.dumps(config, sort_keys=True, default=str))
 
 
-def _model_signature(config: ml_collections.ConfigDict | dict) -> dict[str, Any]:
-  return _as_dict(config).get("model", {})
-
-
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
   if not isinstance(tree, dict):
     return {prefix: tree}
@@ -48,15 +42,12 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
   return flat
 
 
-def _os_reason(error: BaseException) -> str:
-  """The OS's words for a failed write; tensorstore reports the errno inside a ValueError."""
-  if isinstance(error, OSError) and error.strerror:
-    return error.strerror
-  code = re.search(r"os_error_code='?(\d+)", str(error))
-  if code:
-    return os.strerror(int(code.group(1)))
-  text = " ".join(str(error).split())[:200]
-  return f"{type(error).__name__}: {text}" if text else type(error).__name__
+def _changed_keys(saved: ml_collections.ConfigDict | dict,
+                  wanted: ml_collections.ConfigDict | dict) -> list[tuple[str, Any, Any]]:
+  """(dotted key, saved value, wanted value) for every leaf of the two configs that differs."""
+  saved, wanted = _flatten(_as_dict(saved)), _flatten(_as_dict(wanted))
+  return [(key, saved.get(key), wanted.get(key)) for key in sorted(set(saved) | set(wanted))
+          if saved.get(key) != wanted.get(key)]
 
 
 class Checkpointer:
@@ -76,7 +67,7 @@ class Checkpointer:
           self.directory, item_names=(STATE_ITEM, CONFIG_ITEM), options=options)
     except OSError as error:
       raise StorageError(
-          f"{self.directory}: cannot write checkpoints ({_os_reason(error)})") from None
+          f"{self.directory}: cannot write checkpoints ({os_reason(error)})") from None
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -102,7 +93,7 @@ class Checkpointer:
     last = self.latest_step()
     kept = f"{self.directory}/{last}" if last is not None else "none"
     return StorageError(f"{self.directory}: writing checkpoint {step} failed "
-                        f"({_os_reason(error)}); last complete checkpoint: {kept}")
+                        f"({os_reason(error)}); last complete checkpoint: {kept}")
 
   def saved_config(self, step: int | None = None) -> dict[str, Any]:
     step = self._require_step(step)
@@ -131,11 +122,9 @@ class Checkpointer:
   def _differing_keys(self, config: ml_collections.ConfigDict, step: int,
                       limit: int = 3) -> str:
     """'key=saved (now new), ...' for the config keys that changed since `step` was saved."""
-    saved, wanted = _flatten(_as_dict(self.saved_config(step))), _flatten(_as_dict(config))
-    changed = [f"{key}={saved.get(key)!r} (now {wanted.get(key)!r})"
-               for key in sorted(set(saved) | set(wanted))
-               if saved.get(key) != wanted.get(key) and not key.endswith("_every_steps")
-               and not key.startswith(_RUN_CONTROL_KEYS)]
+    changed = [f"{key}={saved!r} (now {wanted!r})"
+               for key, saved, wanted in _changed_keys(self.saved_config(step), config)
+               if not key.endswith("_every_steps") and not key.startswith(_RUN_CONTROL_KEYS)]
     more = f" and {len(changed) - limit} more" if len(changed) > limit else ""
     return ", ".join(changed[:limit]) + more
 
@@ -147,13 +136,10 @@ class Checkpointer:
       raise CheckpointError(
           f"{self.directory}: holds a {saved_config.get('job')!r} checkpoint but this is the "
           f"{config.get('job')!r} job (use another workdir)")
-    saved = _model_signature(saved_config)
-    wanted = _model_signature(config)
-    for key in sorted(set(saved) | set(wanted)):
-      if saved.get(key) != wanted.get(key):
-        raise CheckpointError(
-            f"{self.directory}: checkpoint has model.{key}={saved.get(key)!r} "
-            f"but the config asks for {wanted.get(key)!r}")
+    for key, saved, wanted in _changed_keys(saved_config.get("model", {}),
+                                            config.get("model", {})):
+      raise CheckpointError(f"{self.directory}: checkpoint has model.{key}={saved!r} "
+                            f"but the config asks for {wanted!r}")
 
   def wait_until_finished(self) -> None:
     """Blocks until the last save is on disk; raises `StorageError` if it failed."""

@@ -26,7 +26,7 @@ from faceblur import compilation
 from faceblur.data import augment, factory
 from faceblur.data.image_io import save_image, to_float
 from faceblur.data.sources import train_test_split
-from faceblur.errors import ConfigError, DataError, ImageReadError, StorageError
+from faceblur.errors import ConfigError, DataError, ImageReadError, StorageError, os_reason
 from faceblur.train.trained import load_trained
 
 DONE_FILE = "synthesis.json"
@@ -88,9 +88,9 @@ def synthesize(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -
           save_image(blurred_path, blurred_image)
         except OSError as error:
           raise StorageError(f"{blurred_path.parent}: cannot write pairs "
-                             f"({error.strerror or error}); a re-run resumes") from None
+                             f"({os_reason(error)}); a re-run resumes") from None
       progress.update(len(indices))
-  if todo and unreadable == len(todo) and unreadable == len(mine):
+  if mine and unreadable == len(mine):
     raise DataError(f"{getattr(source, 'root', config.source.kind)}: none of its "
                     f"{len(mine)} images could be read (see the warnings)")
 
