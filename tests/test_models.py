@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from faceblur.models import PatchDiscriminator, ResnetGenerator, SRNDeblurNet
+from faceblur.models import PatchDiscriminator, ResnetGenerator, SRNDeblurNet, layers
 from faceblur.models import srn as srn_lib
 from faceblur.models.layers import ConvLSTMCell, ConvTranspose, instance_norm, reflect_pad
 
@@ -130,6 +130,48 @@ def test_conv_transpose_gradients_match_autodiff(kernel_size, flax_padding):
   np.testing.assert_allclose(ours_grad.kernel[...], ref_grad.kernel[...], rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(ours_grad.bias[...], ref_grad.bias[...], rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(ours_input_grad, ref_input_grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("features, kernel_size, stride, padding, size", [
+    (3, 3, 1, "SAME", (9, 7)),                # narrow: one group
+    (20, 5, 1, "SAME", (10, 12)),             # grouped by 8 input channels, uneven last group
+    (40, 3, 1, ((2, 0), (1, 3)), (6, 5)),     # wide, asymmetric padding, non-square kernel below
+    (5, 7, 1, "VALID", (9, 9)),
+    (160, 3, 1, "SAME", (6, 6)),              # wider than the fast kernel gradient takes
+    (6, 5, 2, "SAME", (16, 12)),              # strided: phase-split input gradient
+    (4, 4, 2, ((1, 1), (1, 1)), (8, 10)),
+    (3, 3, 3, "SAME", (12, 12)),
+    (3, 3, 2, "SAME", (9, 9)),                # odd size: XLA's own input gradient
+])
+def test_conv_gradients_match_autodiff(features, kernel_size, stride, padding, size):
+  """`layers.conv_general_dilated` (what every model convolution computes through) has
+  autodiff's value and gradients for every shape it reformulates and every one it hands on."""
+  kernel_shape = (kernel_size, kernel_size - (features == 40), features, 7)
+  inputs = jax.random.normal(jax.random.key(0), (2, *size, features))
+  kernel = jax.random.normal(jax.random.key(1), kernel_shape)
+
+  def loss(conv, inputs, kernel):
+    outputs = conv(inputs, kernel, (stride, stride), padding,
+                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jnp.sum(jnp.sin(outputs)), outputs
+
+  grad = jax.jit(jax.grad(loss, argnums=(1, 2), has_aux=True), static_argnums=0)
+  (ours_inputs, ours_kernel), ours = grad(layers.conv_general_dilated, inputs, kernel)
+  (ref_inputs, ref_kernel), reference = grad(jax.lax.conv_general_dilated, inputs, kernel)
+  np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(ours_inputs, ref_inputs, rtol=1e-5, atol=1e-5)
+  scale = np.abs(ref_kernel).max()
+  np.testing.assert_allclose(ours_kernel / scale, ref_kernel / scale, rtol=0, atol=1e-5)
+
+
+def test_conv_module_keeps_flax_parameters_and_initialisation():
+  """`layers.Conv` is `nnx.Conv` (same names, shapes and draws): checkpoints stay valid."""
+  ours, reference = (make(6, 4, (5, 5), rngs=nnx.Rngs(3)) for make in (layers.Conv, nnx.Conv))
+  assert isinstance(ours, nnx.Conv)
+  for name in ("kernel", "bias"):
+    np.testing.assert_array_equal(getattr(ours, name)[...], getattr(reference, name)[...])
+  inputs = jax.random.normal(jax.random.key(2), (1, 8, 8, 6))
+  np.testing.assert_allclose(ours(inputs), reference(inputs), rtol=1e-6, atol=1e-6)
 
 
 def test_generator_upsampling_is_torch_conv_transpose(small_generator):

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from faceblur.models.layers import ConvTranspose, instance_norm, reflect_pad
+from faceblur.models.layers import Conv, ConvTranspose, instance_norm, reflect_pad
 
 _INIT = nnx.initializers.normal(0.02)
 
@@ -23,8 +23,8 @@ class ResnetGenerator(nnx.Module):
   def __init__(self, *, num_blocks: int = 9, features: int = 64, channels: int = 3,
                dtype=jnp.float32, rngs: nnx.Rngs):
     def conv(in_features, out_features, kernel, stride=1, padding="VALID"):
-      return nnx.Conv(in_features, out_features, (kernel, kernel), strides=stride,
-                      padding=padding, kernel_init=_INIT, dtype=dtype, rngs=rngs)
+      return Conv(in_features, out_features, (kernel, kernel), strides=stride,
+                  padding=padding, kernel_init=_INIT, dtype=dtype, rngs=rngs)
 
     def up(in_features, out_features):
       # torch's ConvTranspose2d(3, stride=2, padding=1, output_padding=1): the transpose of a

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from faceblur.models.layers import instance_norm
+from faceblur.models.layers import Conv, instance_norm
 
 _INIT = nnx.initializers.normal(0.02)
 
@@ -22,8 +22,8 @@ class PatchDiscriminator(nnx.Module):
   def __init__(self, *, features: int = 64, num_layers: int = 3, channels: int = 3,
                dtype=jnp.float32, rngs: nnx.Rngs):
     def conv(in_features, out_features, stride):
-      return nnx.Conv(in_features, out_features, (4, 4), strides=stride,
-                      padding=((1, 1), (1, 1)), kernel_init=_INIT, dtype=dtype, rngs=rngs)
+      return Conv(in_features, out_features, (4, 4), strides=stride,
+                  padding=((1, 1), (1, 1)), kernel_init=_INIT, dtype=dtype, rngs=rngs)
 
     widths = [features * min(2**i, 8) for i in range(num_layers + 1)]
     layers = [conv(channels, widths[0], 2)]

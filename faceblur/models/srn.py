@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from faceblur.models.layers import ConvLSTMCell, ConvTranspose, resize_images
+from faceblur.models.layers import Conv, ConvLSTMCell, ConvTranspose, resize_images
 
 _INIT = nnx.initializers.xavier_uniform()
 _MULTIPLE = 4  # two stride-2 stages per scale
@@ -32,10 +32,10 @@ class ResBlock(nnx.Module):
   """conv 5x5, ReLU, conv 5x5, + skip (no normalisation)."""
 
   def __init__(self, features: int, *, dtype, rngs: nnx.Rngs):
-    self.conv1 = nnx.Conv(features, features, (5, 5), padding="SAME", kernel_init=_INIT,
-                          dtype=dtype, rngs=rngs)
-    self.conv2 = nnx.Conv(features, features, (5, 5), padding="SAME", kernel_init=_INIT,
-                          dtype=dtype, rngs=rngs)
+    self.conv1 = Conv(features, features, (5, 5), padding="SAME", kernel_init=_INIT,
+                      dtype=dtype, rngs=rngs)
+    self.conv2 = Conv(features, features, (5, 5), padding="SAME", kernel_init=_INIT,
+                      dtype=dtype, rngs=rngs)
 
   def __call__(self, features: jax.Array) -> jax.Array:
     return features + self.conv2(jax.nn.relu(self.conv1(features)))
@@ -59,8 +59,8 @@ class SRNDeblurNet(nnx.Module):
     self.dtype = dtype
 
     def conv(in_features, out_features, stride=1):
-      return nnx.Conv(in_features, out_features, (5, 5), strides=stride, padding="SAME",
-                      kernel_init=_INIT, dtype=dtype, rngs=rngs)
+      return Conv(in_features, out_features, (5, 5), strides=stride, padding="SAME",
+                  kernel_init=_INIT, dtype=dtype, rngs=rngs)
 
     def blocks(width):
       return nnx.List([ResBlock(width, dtype=dtype, rngs=rngs) for _ in range(3)])
