@@ -21,6 +21,7 @@ SCRIPT = textwrap.dedent("""
     assert jax.device_count() == 8, jax.devices()
 
     def run(module, config, batch, num_devices):
+      # Parameters after one and after two steps, and the size of the first update.
       mesh = partitioning.make_mesh(num_devices)
       # Plain SGD: Adam's first step is lr * sign(gradient), and the biases that feed an
       # instance norm have a true gradient of exactly zero, so their float noise (which
@@ -31,38 +32,47 @@ SCRIPT = textwrap.dedent("""
       networks = (cyclegan.make_networks(config) if module is cyclegan
                   else srn.make_network(config))
       step = jax.jit(module.make_train_step(config, networks, tx))
+      params, losses = [], []
       for _ in range(2):
         state, metrics = step(state, data_pipeline.shard_batch(batch, mesh))
+        params.append(jax.tree.leaves(jax.device_get(state.params)))
+        losses.append(float(next(iter(metrics.values()))))
       sharding = jax.tree.leaves(state.params)[0].sharding
       assert sharding.is_fully_replicated, sharding
-      final = jax.tree.leaves(jax.device_get(state.params))
-      update = max(float(np.max(np.abs(a - b))) for a, b in zip(final, initial))
-      return final, float(next(iter(metrics.values()))), update
+      update = max(float(np.max(np.abs(a - b))) for a, b in zip(params[0], initial))
+      return params, losses, update
 
-    def assert_same_update(one, eight, update):
-      # Instance norm amplifies float summation-order noise: on ONE device, two exact
-      # formulations of the transposed convolution's gradient already differ by ~5e-4 of the
-      # update after two CycleGAN steps. A real sharding bug gives differences of order 1.
-      worst = max(float(np.max(np.abs(a - b))) for a, b in zip(one, eight))
-      assert worst < 2e-3 * update, (worst, update)
-      return worst
+    def worst_difference(one, eight):
+      return max(float(np.max(np.abs(a - b))) for a, b in zip(one, eight))
+
+    def assert_same_updates(one, eight, update):
+      # The first step starts from the same parameters: only the summation order over
+      # devices differs, so the updates agree to float precision. The second starts from
+      # parameters that already differ by that noise, which instance norm (on the 4x4-8x8
+      # maps of these tiny CycleGANs) amplifies ~500-fold in one step; measured on one
+      # device, two exact formulations of the convolution gradients differ by up to ~1e-3
+      # of the update there. A sharding bug (a batch shard dropped or counted twice, state
+      # not carried between steps) moves parameters by the order of the update itself.
+      first, second = worst_difference(one[0], eight[0]), worst_difference(one[1], eight[1])
+      assert first < 1e-4 * update, ("first step", first, update)
+      assert second < 3e-2 * update, ("second step", second, update)
+      return first, second
 
     rng = np.random.default_rng(0)
     config = srn_config()
     images = rng.random((2, 8, 24, 24, 3), dtype=np.float32)
     batch = {"blurred": images[0], "sharp": images[1]}
-    one, loss_one, update = run(srn, config, batch, 1)
-    eight, loss_eight, _ = run(srn, config, batch, 8)
-    assert abs(loss_one - loss_eight) < 1e-5 * max(1.0, abs(loss_one)), (loss_one, loss_eight)
-    assert_same_update(one, eight, update)
+    one, losses_one, update = run(srn, config, batch, 1)
+    eight, losses_eight, _ = run(srn, config, batch, 8)
+    np.testing.assert_allclose(losses_eight, losses_one, rtol=1e-5)
+    assert_same_updates(one, eight, update)
 
     config = cyclegan_config()
     images = rng.random((2, 8, 32, 32, 3), dtype=np.float32)
     batch = {"sharp": images[0], "blurred": images[1]}
     one, _, update = run(cyclegan, config, batch, 1)
     eight, _, _ = run(cyclegan, config, batch, 8)
-    worst = assert_same_update(one, eight, update)
-    print("MULTIDEVICE OK", worst)
+    print("MULTIDEVICE OK", assert_same_updates(one, eight, update))
 """)
 
 

@@ -42,9 +42,11 @@ SCRIPT = textwrap.dedent("""
     mesh = partitioning.make_mesh()
     tx = optax.sgd(0.01)
     state = state_lib.create_train_state(srn.init_fn(config, tx), 0, mesh)
-    step = jax.jit(srn.make_train_step(config, srn.make_network(config), tx))
+    batch = data_pipeline.shard_batch(batch, mesh)
+    step = partitioning.compile_on_every_process(
+        jax.jit(srn.make_train_step(config, srn.make_network(config), tx)), state, batch)
     for _ in range(2):
-      state, metrics = step(state, data_pipeline.shard_batch(batch, mesh))
+      state, metrics = step(state, batch)
     leaves = [np.asarray(leaf.addressable_data(0)) for leaf in jax.tree.leaves(state.params)]
     np.savez(out, *leaves, loss=np.asarray(metrics["loss"].addressable_data(0)))
 """)
@@ -57,20 +59,40 @@ def _free_port() -> int:
 
 
 def _launch(process_id: int, num_processes: int, port: int, out: pathlib.Path):
+  # Output goes to a file, not a pipe: a process blocked on a full pipe that nobody reads yet
+  # would stall its peer inside a collective.
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
   env.pop("XLA_FLAGS", None)
-  return subprocess.Popen(
+  log = open(out.with_suffix(".log"), "w")  # noqa: SIM115 — closed by _wait
+  proc = subprocess.Popen(
       [sys.executable, "-c", SCRIPT, str(process_id), str(num_processes), str(port), str(out)],
-      cwd=ROOT / "tests", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      cwd=ROOT / "tests", env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+  proc.log = log
+  return proc
+
+
+def _wait(proc: subprocess.Popen) -> None:
+  try:
+    proc.wait(timeout=600)
+  except subprocess.TimeoutExpired:
+    proc.kill()
+    raise
+  finally:
+    proc.log.close()
+  assert proc.returncode == 0, pathlib.Path(proc.log.name).read_text()[-3000:]
 
 
 def test_two_processes_match_one(tmp_path):
   port = _free_port()
   workers = [_launch(i, 2, port, tmp_path / f"p{i}.npz") for i in range(2)]
-  single = _launch(0, 1, port, tmp_path / "single.npz")
-  for proc in [*workers, single]:
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, stderr[-3000:]
+  try:
+    for proc in workers:
+      _wait(proc)
+  finally:
+    for proc in workers:
+      proc.kill()
+  # The single-process reference runs afterwards, so that the pair has the CPU to itself.
+  _wait(_launch(0, 1, port, tmp_path / "single.npz"))
   results = [np.load(tmp_path / name) for name in ("p0.npz", "p1.npz", "single.npz")]
   names = [key for key in results[0].files if key != "loss"]
   for key in names:

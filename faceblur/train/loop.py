@@ -21,6 +21,7 @@ from jax.sharding import Mesh
 
 from faceblur.data import pipeline as data_pipeline
 from faceblur.errors import ConfigError, FaceblurError
+from faceblur.train import partitioning
 from faceblur.train.checkpointing import Checkpointer, abstract_like
 from faceblur.train.metric_writers import MetricWriter, ReportProgress
 from faceblur.train.state import TrainState
@@ -124,8 +125,10 @@ def train(
   progress(start_step)
   try:
     for step in range(start_step + 1, last_step + 1):
-      host_batch = next(batch_iterator)
-      state, step_metrics = train_step(state, data_pipeline.shard_batch(host_batch, mesh))
+      batch = data_pipeline.shard_batch(next(batch_iterator), mesh)
+      if step == start_step + 1 and jax.process_count() > 1:
+        train_step = partitioning.compile_on_every_process(train_step, state, batch)
+      state, step_metrics = train_step(state, batch)
       history.append(step_metrics)
 
       is_last = step == last_step

@@ -7,6 +7,9 @@ GPU box, on a TPU pod slice, and on several hosts after `jax.distributed.initial
 """
 
 
+import itertools
+from collections.abc import Callable
+
 import jax
 import ml_collections
 import numpy as np
@@ -72,3 +75,23 @@ def per_process_batch_size(global_batch_size: int, mesh: Mesh) -> int:
         f"batch_size={global_batch_size} does not divide over {num_devices} devices; "
         f"use a multiple of {num_devices}")
   return global_batch_size // jax.process_count()
+
+
+_barrier_ids = itertools.count()
+
+
+def compile_on_every_process(jitted: Callable, *args, timeout_s: float = 3600.0):
+  """`jitted` compiled for `args`, returned once every process has compiled it as well.
+
+  Hosts can finish compiling minutes apart (one finds the program in its compilation cache,
+  another does not), while the first collective over gloo, on CPU hosts, waits only 30 s for
+  its peers. A barrier of the coordination service (not a collective) after compiling lets
+  the slower hosts catch up. On one process this is just the ahead-of-time compilation.
+  """
+  compiled = jitted.lower(*args).compile()
+  if jax.process_count() > 1:
+    from jax._src import distributed  # noqa: PLC0415 — the barrier jax's own checkpointing uses
+
+    distributed.global_state.client.wait_at_barrier(
+        f"faceblur_compiled_{next(_barrier_ids)}", int(timeout_s * 1000))
+  return compiled
