@@ -21,6 +21,7 @@ def get_config(arg: str = "folder") -> ml_collections.ConfigDict:
   config.max_images = 0         # 0 = the whole source
   config.test_fraction = 0.2
   config.batch_size = 16
+  config.write_workers = 4      # threads encoding the PNGs while the generator runs
   config.pack_tfds = False      # also write an array_record TFDS dataset of the pairs
   config.model = ml_collections.ConfigDict()  # filled from the stage-1 checkpoint
   return config

@@ -1,6 +1,8 @@
 """Each stage learns, checkpoints, and resumes exactly where an uninterrupted run would be."""
 
+import errno
 import io
+from unittest import mock
 
 import jax
 import numpy as np
@@ -10,6 +12,7 @@ from stage_configs import cyclegan_config, srn_config
 
 from faceblur.data import factory
 from faceblur.data import pipeline as data_pipeline
+from faceblur.errors import StorageError
 from faceblur.train import cyclegan, loop, partitioning, srn
 from faceblur.train import state as state_lib
 from faceblur.train.checkpointing import Checkpointer
@@ -140,3 +143,26 @@ def test_synthesis_resumes_without_duplicating_or_losing_pairs(tmp_path):
     assert np.array_equal(np.asarray(Image.open(output / name)),
                           np.asarray(Image.open(io.BytesIO(data))))
   assert synthesize.is_complete(output)
+
+  # The disk fills up in a writer thread mid-run: one line naming the folder, no summary
+  # file; a re-run on a freed disk completes every pair exactly once.
+  for path in sorted((output / "train" / "blurred").glob("*.png"))[:8]:
+    path.unlink()
+  (output / synthesize.DONE_FILE).unlink()
+  writes = []
+
+  def save_until_full(path, image):
+    writes.append(path)
+    if len(writes) > 5:
+      raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    return real_save(path, image)
+
+  real_save = synthesize.save_image
+  with mock.patch.object(synthesize, "save_image", save_until_full):
+    with pytest.raises(StorageError,
+                       match=r"train/blurred: cannot write pairs \(No space left on device\)"):
+      synthesize.synthesize(config, tmp_path)
+  assert not synthesize.is_complete(output)
+  synthesize.synthesize(config, tmp_path)
+  third = {path.relative_to(output): path.read_bytes() for path in output.rglob("*.png")}
+  assert third.keys() == first.keys() and synthesize.is_complete(output)
