@@ -132,21 +132,24 @@ def test_conv_transpose_gradients_match_autodiff(kernel_size, flax_padding):
   np.testing.assert_allclose(ours_input_grad, ref_input_grad, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("features, kernel_size, stride, padding, size", [
-    (3, 3, 1, "SAME", (9, 7)),                # narrow: one group
-    (20, 5, 1, "SAME", (10, 12)),             # grouped by 8 input channels, uneven last group
-    (40, 3, 1, ((2, 0), (1, 3)), (6, 5)),     # wide, asymmetric padding, non-square kernel below
-    (5, 7, 1, "VALID", (9, 9)),
-    (160, 3, 1, "SAME", (6, 6)),              # wider than the fast kernel gradient takes
-    (6, 5, 2, "SAME", (16, 12)),              # strided: phase-split input gradient
-    (4, 4, 2, ((1, 1), (1, 1)), (8, 10)),
-    (3, 3, 3, "SAME", (12, 12)),
-    (3, 3, 2, "SAME", (9, 9)),                # odd size: XLA's own input gradient
+@pytest.mark.parametrize("features, out_features, kernel_size, stride, padding, size", [
+    (3, 7, 3, 1, "SAME", (9, 7)),             # narrow input: matrix product input gradient
+    (20, 7, 5, 1, "SAME", (10, 12)),          # grouped by 8 input channels, uneven last group
+    (40, 7, 3, 1, ((2, 0), (1, 3)), (6, 5)),  # wide, asymmetric padding, non-square kernel below
+    (5, 3, 7, 1, "VALID", (9, 9)),            # narrow output (RGB): matrix product forward
+    (6, 1, 4, 1, ((1, 1), (1, 1)), (7, 7)),   # PatchGAN's last layer
+    (160, 7, 3, 1, "SAME", (6, 6)),           # wider than the fast kernel gradient takes
+    (6, 7, 5, 2, "SAME", (16, 12)),           # strided: gradients split by phase
+    (4, 7, 4, 2, ((1, 1), (1, 1)), (8, 10)),
+    (3, 7, 3, 3, "SAME", (12, 12)),
+    (5, 7, 3, 2, ((1, 1), (1, 1)), (10, 10)),  # one more input row than the kernel reads
+    (3, 7, 3, 2, "SAME", (9, 9)),             # odd size: XLA's own input gradient
 ])
-def test_conv_gradients_match_autodiff(features, kernel_size, stride, padding, size):
+def test_conv_gradients_match_autodiff(features, out_features, kernel_size, stride, padding,
+                                       size):
   """`layers.conv_general_dilated` (what every model convolution computes through) has
   autodiff's value and gradients for every shape it reformulates and every one it hands on."""
-  kernel_shape = (kernel_size, kernel_size - (features == 40), features, 7)
+  kernel_shape = (kernel_size, kernel_size - (features == 40), features, out_features)
   inputs = jax.random.normal(jax.random.key(0), (2, *size, features))
   kernel = jax.random.normal(jax.random.key(1), kernel_shape)
 
@@ -158,10 +161,11 @@ def test_conv_gradients_match_autodiff(features, kernel_size, stride, padding, s
   grad = jax.jit(jax.grad(loss, argnums=(1, 2), has_aux=True), static_argnums=0)
   (ours_inputs, ours_kernel), ours = grad(layers.conv_general_dilated, inputs, kernel)
   (ref_inputs, ref_kernel), reference = grad(jax.lax.conv_general_dilated, inputs, kernel)
-  np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(ours_inputs, ref_inputs, rtol=1e-5, atol=1e-5)
-  scale = np.abs(ref_kernel).max()
-  np.testing.assert_allclose(ours_kernel / scale, ref_kernel / scale, rtol=0, atol=1e-5)
+  # Relative to the largest entry: the reformulations sum in another order.
+  for ours_value, ref_value in ((ours, reference), (ours_inputs, ref_inputs),
+                                (ours_kernel, ref_kernel)):
+    scale = np.abs(ref_value).max()
+    np.testing.assert_allclose(ours_value / scale, ref_value / scale, rtol=0, atol=1e-5)
 
 
 def test_conv_module_keeps_flax_parameters_and_initialisation():

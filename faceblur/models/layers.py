@@ -22,6 +22,8 @@ def _conv(inputs: jax.Array, kernel: jax.Array, strides: tuple[int, int],
 # SRN's and CycleGAN's shapes (bench/RESULTS.md).
 _FAST_GRADIENT_MAX_FEATURES = 128
 _NARROW_GROUP = 8
+# Most output features of a stride-1 convolution that `_narrow_conv` computes (RGB outputs).
+_NARROW_OUTPUT_MAX_FEATURES = 4
 
 
 def conv_general_dilated(inputs: jax.Array, kernel: jax.Array, window_strides, padding,
@@ -34,7 +36,7 @@ def conv_general_dilated(inputs: jax.Array, kernel: jax.Array, window_strides, p
 
   Same forward result and the same gradients on every backend. On a CPU, plain NHWC
   convolutions (any stride, no dilation or groups) get `_input_gradient` as input gradient
-  and, at stride 1 with up to 128 input features, `_kernel_gradient` as kernel gradient;
+  and, with up to 128 input features, `_kernel_gradient` as kernel gradient;
   everything else is `jax.lax.conv_general_dilated` itself.
   """
   kwargs = dict(lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
@@ -66,25 +68,59 @@ Conv = functools.partial(nnx.Conv, conv_general_dilated=conv_general_dilated)
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv_fast_gradients(inputs: jax.Array, kernel: jax.Array, strides: tuple[int, int],
                          padding: Padding) -> jax.Array:
+  if strides == (1, 1) and _is_narrow(kernel.shape[3], kernel.shape[:2]):
+    return _narrow_conv(inputs, kernel, padding)
   return _conv(inputs, kernel, strides, padding)
 
 
 def _conv_fast_gradients_forward(inputs, kernel, strides, padding):
-  return _conv(inputs, kernel, strides, padding), (inputs, kernel)
+  return _conv_fast_gradients(inputs, kernel, strides, padding), (inputs, kernel)
 
 
 def _conv_fast_gradients_backward(strides, padding, residuals, upstream):
   inputs, kernel = residuals
   inputs_grad = _input_gradient(upstream, kernel, strides, padding, inputs.shape[1:3])
-  if strides == (1, 1) and inputs.shape[-1] <= _FAST_GRADIENT_MAX_FEATURES:
-    kernel_grad = _kernel_gradient(inputs, upstream, kernel.shape[:2], padding)
+  if (inputs.shape[-1] <= _FAST_GRADIENT_MAX_FEATURES
+      and kernel.shape[-1] > _NARROW_OUTPUT_MAX_FEATURES):
+    kernel_grad = _kernel_gradient(inputs, upstream, kernel.shape[:2], strides, padding)
   else:
-    _, kernel_transpose = jax.vjp(lambda k: _conv(inputs, k, strides, padding), kernel)
+    # XLA's own, over the input padded beforehand: XLA:CPU computes the kernel gradient of a
+    # padded convolution several times slower (PatchGAN's last layer, 4x4 512->1: 32 ms
+    # instead of 6).
+    padded = jnp.pad(inputs, ((0, 0), *padding, (0, 0)))
+    _, kernel_transpose = jax.vjp(lambda k: _conv(padded, k, strides, ((0, 0), (0, 0))), kernel)
     kernel_grad = kernel_transpose(upstream)[0]
   return inputs_grad.astype(inputs.dtype), kernel_grad.astype(kernel.dtype)
 
 
 _conv_fast_gradients.defvjp(_conv_fast_gradients_forward, _conv_fast_gradients_backward)
+
+
+def _is_narrow(out_features: int, kernel_size: tuple[int, ...]) -> bool:
+  return out_features <= _NARROW_OUTPUT_MAX_FEATURES and kernel_size[0] * kernel_size[1] > 1
+
+
+def _narrow_conv(inputs: jax.Array, kernel: jax.Array, padding: Padding) -> jax.Array:
+  """A stride-1 convolution to a few output features (RGB), as one matrix product from the
+  input features to every (tap, output feature) pair, then a sum of the products shifted by
+  their tap.
+
+  XLA:CPU runs convolutions to 3 features at a fraction of its usual speed; this way
+  CycleGAN's last layer (7x7 64->3 at 256 px) takes 43 ms instead of 74 (PyTorch: 52), and
+  so does the input gradient of its first.
+  """
+  kernel_h, kernel_w, in_features, out_features = kernel.shape
+  padded = jnp.pad(inputs, ((0, 0), *padding, (0, 0)))
+  out_h, out_w = padded.shape[1] - kernel_h + 1, padded.shape[2] - kernel_w + 1
+  weights = kernel.transpose(2, 0, 1, 3).reshape(in_features, kernel_h * kernel_w * out_features)
+  products = jax.lax.dot_general(padded, weights, (((3,), (0,)), ((), ())))
+  result = None
+  for tap in range(kernel_h * kernel_w):
+    row, column = divmod(tap, kernel_w)
+    shifted = products[:, row:row + out_h, column:column + out_w,
+                       tap * out_features:(tap + 1) * out_features]
+    result = shifted if result is None else result + shifted
+  return result
 
 
 def _input_gradient(upstream: jax.Array, kernel: jax.Array, strides: tuple[int, int],
@@ -101,6 +137,15 @@ def _input_gradient(upstream: jax.Array, kernel: jax.Array, strides: tuple[int, 
   result_shape = (upstream.shape[0], *input_size, kernel.shape[2])
   sides = list(zip(strides, kernel.shape[:2], padding, input_size, upstream.shape[1:3],
                    strict=True))
+  # At stride 1 the transpose is the convolution with the flipped kernel, padded by the
+  # kernel size - 1 less the forward padding.
+  flipped_padding = tuple((size - 1 - low, size - 1 - high)
+                          for size, (low, high) in zip(kernel.shape[:2], padding, strict=True))
+  if (strides == (1, 1) and jax.default_backend() == "cpu" and _is_narrow(kernel.shape[2],
+                                                                           kernel.shape[:2])
+      and all(pad >= 0 for pair in flipped_padding for pad in pair)):
+    flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2)
+    return _narrow_conv(upstream, flipped, flipped_padding)
   if (strides == (1, 1) or jax.default_backend() != "cpu"
       or any(size % stride for stride, _, _, size, _ in sides)):
     _, transpose = jax.vjp(lambda result: _conv(result, kernel, strides, padding),
@@ -143,32 +188,54 @@ def _channels_first(features: jax.Array) -> jax.Array:
 
 
 def _kernel_gradient(inputs: jax.Array, upstream: jax.Array, kernel_size: tuple[int, int],
-                     padding: Padding) -> jax.Array:
-  """d(loss)/d(kernel) of a stride-1 NHWC convolution, as XLA:CPU computes it fastest.
+                     strides: tuple[int, int], padding: Padding) -> jax.Array:
+  """d(loss)/d(kernel) of an NHWC convolution, as XLA:CPU computes it fastest.
 
   The kernel gradient is the correlation of the padded input with the upstream gradient,
   summed over the batch. Autodiff asks XLA for one convolution with the batch as its
   contracted feature, which XLA:CPU lays out by transposing both operands batch-innermost and
   runs on two threads slower than on one for narrow layers (a 5x5 32->32 convolution at
-  256 px: 140 ms, 2.3x PyTorch's). Here the padded images are stacked into one tall image
-  (each followed by kernel-height-1 zero rows of upstream gradient, so no window straddles
-  two images), the input is put channels-first by `_channels_first`, and narrow inputs are
-  correlated in groups of `_NARROW_GROUP` channels, which XLA:CPU parallelises well (80 ms).
+  256 px: 140 ms, 2.3x PyTorch's); for strided layers it is a correlation dilated by the
+  stride, which XLA:CPU computes at a third of its usual speed (CycleGAN's 3x3 stride-2
+  64->128 to 128 px: 110 ms, 3.5x PyTorch's). Here the input is put channels-first by
+  `_channels_first` and padded once; taps of the same phase (position modulo the stride) see
+  the input subsampled by the stride, so each phase is a stride-1 correlation of that
+  subsampled input (one phase at stride 1). Each is computed over one tall image (the padded
+  images stacked, each followed by kernel-height-1 zero rows of upstream gradient, so no
+  window straddles two images), in groups of `_NARROW_GROUP` input channels for narrow
+  inputs, which XLA:CPU parallelises well (80 ms for the first layer above, 31 ms the second).
   """
-  n, h, w, in_features = inputs.shape
-  out_h, out_w, out_features = upstream.shape[1:]
+  in_features = inputs.shape[-1]
+  out_h, out_w = upstream.shape[1:3]
   (top, bottom), (left, right) = padding
-  padded_h, padded_w = h + top + bottom, w + left + right
-  tall_inputs = jnp.pad(_channels_first(inputs), ((0, 0), (0, 0), (top, bottom), (left, right)))
-  tall_inputs = tall_inputs.reshape(in_features, n * padded_h, padded_w, 1)
-  gap = padded_h - out_h  # = kernel height - 1
-  tall_upstream = jnp.pad(upstream, ((0, 0), (0, gap), (0, 0), (0, 0)))
-  tall_upstream = tall_upstream.reshape(n * padded_h, out_w, 1, out_features)[:n * padded_h - gap]
+  padded = jnp.pad(_channels_first(inputs), ((0, 0), (0, 0), (top, bottom), (left, right)))
   group = _NARROW_GROUP if _NARROW_GROUP < in_features <= 32 else in_features
+  grad = jnp.zeros((*kernel_size, in_features, upstream.shape[-1]), upstream.dtype)
+  for phase_h in range(min(strides[0], kernel_size[0])):
+    for phase_w in range(min(strides[1], kernel_size[1])):
+      taps_h = len(range(phase_h, kernel_size[0], strides[0]))
+      taps_w = len(range(phase_w, kernel_size[1], strides[1]))
+      phase_inputs = padded[:, :, phase_h::strides[0], phase_w::strides[1]]
+      phase_inputs = phase_inputs[:, :, :out_h + taps_h - 1, :out_w + taps_w - 1]
+      phase_grad = _tall_correlation(phase_inputs, upstream, group)
+      if strides == (1, 1):
+        return phase_grad
+      grad = grad.at[phase_h::strides[0], phase_w::strides[1]].set(phase_grad)
+  return grad
+
+
+def _tall_correlation(inputs: jax.Array, upstream: jax.Array, group: int) -> jax.Array:
+  """Sum over the batch of the VALID correlations of channels-first `inputs` (C, N, H, W)
+  with `upstream` (N, H', W', O): the (H-H'+1, W-W'+1, C, O) kernel gradient."""
+  in_features, n, height, width = inputs.shape
+  out_h, out_w, out_features = upstream.shape[1:]
+  gap = height - out_h  # = kernel height - 1
+  tall_inputs = inputs.reshape(in_features, n * height, width, 1)
+  tall_upstream = jnp.pad(upstream, ((0, 0), (0, gap), (0, 0), (0, 0)))
+  tall_upstream = tall_upstream.reshape(n * height, out_w, 1, out_features)[:n * height - gap]
   grads = [_conv(tall_inputs[start:start + group], tall_upstream, (1, 1), ((0, 0), (0, 0)))
            for start in range(0, in_features, group)]
   grad = grads[0] if len(grads) == 1 else jnp.concatenate(grads, axis=0)
-  assert grad.shape[1:3] == tuple(kernel_size), (grad.shape, kernel_size)
   return grad.transpose(1, 2, 0, 3)
 
 
@@ -195,8 +262,13 @@ def _transposed_conv_backward(strides, padding, output_size, residuals, upstream
   del output_size
   inputs, kernel = residuals
   inputs_grad = _conv(upstream, kernel, strides, padding)
-  _, kernel_transpose = jax.vjp(lambda k: _conv(upstream, k, strides, padding), kernel)
-  return inputs_grad.astype(inputs.dtype), kernel_transpose(inputs.astype(upstream.dtype))[0]
+  if jax.default_backend() == "cpu" and upstream.shape[-1] <= _FAST_GRADIENT_MAX_FEATURES:
+    kernel_grad = _kernel_gradient(upstream, inputs.astype(upstream.dtype), kernel.shape[:2],
+                                   strides, padding)
+  else:
+    _, kernel_transpose = jax.vjp(lambda k: _conv(upstream, k, strides, padding), kernel)
+    kernel_grad = kernel_transpose(inputs.astype(upstream.dtype))[0]
+  return inputs_grad.astype(inputs.dtype), kernel_grad.astype(kernel.dtype)
 
 
 transposed_conv.defvjp(_transposed_conv_forward, _transposed_conv_backward)
