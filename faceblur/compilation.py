@@ -6,8 +6,9 @@ CycleGAN's residual blocks and of SRN's ConvLSTM 3-6x slower than XLA's own conv
 the 7x7 convolution to 3 channels that ends the generator ~10x slower. Keeping YNNPACK for
 reductions and single matrix products only makes a 256 px CycleGAN train step 2.7x faster,
 an SRN step 1.4x faster and the generator's forward pass (synthesis) 3.4x faster
-(`bench/RESULTS.md`); SRN's forward pass alone is 8% slower, so its inference keeps plain
-`jax.jit`. Other backends compile exactly as `jax.jit` does.
+(`bench/RESULTS.md`, Intel Xeon). SRN's forward pass alone was 8% slower on that Xeon and is
+3% faster on the AMD EPYC the benchmarks now run on (a 512 px tile: 6.96 s against 7.15), so
+every network compiles through here. Other backends compile exactly as `jax.jit` does.
 `FACEBLUR_CPU_COMPILER_OPTIONS=off` in the environment compiles with plain `jax.jit`
 everywhere (for comparisons, or in case a later jaxlib makes another choice faster).
 """

@@ -100,9 +100,7 @@ def make_train_step(config: ml_collections.ConfigDict, network: state_lib.Networ
 def make_restore_fn(network: state_lib.Network):
   """Jitted `(params, blurred) -> restored`: the finest estimate, clipped to [0, 1]."""
 
-  # Plain jax.jit: SRN's forward pass alone is ~8% faster with YNNPACK's convolutions on CPU
-  # (its training step and CycleGAN's passes are not; see faceblur.compilation).
-  @jax.jit
+  @compilation.jit
   def restore(params, blurred):
     return jnp.clip(network.apply(params, blurred)[-1].astype(jnp.float32), 0.0, 1.0)
 
