@@ -62,7 +62,9 @@ def _launch(process_id: int, num_processes: int, port: int, out: pathlib.Path):
   # Output goes to a file, not a pipe: a process blocked on a full pipe that nobody reads yet
   # would stall its peer inside a collective.
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
-  env.pop("XLA_FLAGS", None)
+  # One CPU device per process, whatever the caller's XLA_FLAGS ask for (other flags stay).
+  env["XLA_FLAGS"] = " ".join(flag for flag in env.get("XLA_FLAGS", "").split()
+                              if not flag.startswith("--xla_force_host_platform_device_count"))
   log = open(out.with_suffix(".log"), "w")  # noqa: SIM115 — closed by _wait
   proc = subprocess.Popen(
       [sys.executable, "-c", SCRIPT, str(process_id), str(num_processes), str(port), str(out)],
