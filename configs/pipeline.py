@@ -13,10 +13,12 @@ def get_config(arg: str = "folders") -> ml_collections.ConfigDict:
   config.stages = ("cyclegan", "synthesize", "srn", "srn_kernel", "evaluate")
   config.cyclegan = cyclegan.get_config(arg)
   config.synthesize = synthesize.get_config("celeb_a" if arg == "celeb_a" else "folder")
-  config.srn = srn.get_config()
+  # `:paper_code` trains both SRNs as the paper's repository does (colour, no ConvLSTM).
+  srn_arg = "paper_code" if arg == "paper_code" else "synthesized"
+  config.srn = srn.get_config(srn_arg)
   # Baseline "SRN trained on kernel-synthesised blur": the same sharp faces, blurred with
   # random camera-shake kernels instead of the CycleGAN.
-  config.srn_kernel = srn.get_config()
+  config.srn_kernel = srn.get_config(srn_arg)
   config.srn_kernel.data.train = common.source(
       "kernel_blurred", base=config.synthesize.source.to_dict(), max_blur_length=31.0)
   config.evaluate = evaluate.get_config()

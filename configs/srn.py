@@ -1,8 +1,13 @@
 """Stage 2: SRN-DeblurNet on (blurred, sharp) pairs.
 
 Reference defaults: the paper's batch 16 and 150 epochs, the official SRN optimiser (Adam
-1e-4, polynomial decay with power 0.3), random 256 crops. Train on the synthesised pairs
+1e-4, polynomial decay with power 0.3, no gradient clipping), one random 256 crop shared by
+the pair and no flips (jiangsutx/SRN-Deblur `models/model.py`). Train on the synthesised pairs
 (default), on a paired folder, or on GoPro (`configs/srn.py:gopro`).
+
+`configs/srn.py:paper_code` is what the paper's own repository trains by default
+(`--model=color`): the colour SRN without the ConvLSTM, 6,881,251 parameters, otherwise the
+same settings.
 """
 
 import ml_collections
@@ -13,6 +18,9 @@ from configs import common
 def get_config(arg: str = "synthesized") -> ml_collections.ConfigDict:
   config = common.run_settings(ml_collections.ConfigDict(), job="srn")
   config.data = ml_collections.ConfigDict()
+  if arg not in ("synthesized", "gopro", "paper_code"):
+    raise ValueError(f"unknown configs/srn.py argument {arg!r}; "
+                     "choose synthesized, gopro or paper_code")
   if arg == "gopro":
     config.data.train = common.source("paired_folder", path="GOPRO_Large/train")
     config.data.test = common.source("paired_folder", path="GOPRO_Large/test")
@@ -21,10 +29,11 @@ def get_config(arg: str = "synthesized") -> ml_collections.ConfigDict:
     config.data.train = common.source("paired_folder", path="", split="train")
     config.data.test = common.source("paired_folder", path="", split="test")
   config.data.crop_size = 256
-  config.data.random_flip = True
+  config.data.random_flip = False  # the official code crops only
 
   config.model = ml_collections.ConfigDict(dict(
-      num_scales=3, scale_ratio=0.5, use_lstm=True, channels=3,
+      num_scales=3, scale_ratio=0.5, channels=3,
+      use_lstm=arg != "paper_code",  # the paper's repository trains --model=color: no LSTM
       features=32,  # first-stage width (32-64-128 in the reference)
       residual=False,  # True: predict a correction of the blurred input (not the reference)
   ))
@@ -33,7 +42,9 @@ def get_config(arg: str = "synthesized") -> ml_collections.ConfigDict:
   ))
   config.optimizer = ml_collections.ConfigDict(dict(
       learning_rate=1e-4, decay_power=0.3, end_learning_rate=0.0,
-      lstm_grad_clip_norm=3.0,  # the official code clips the ConvLSTM's gradients; 0 = off
+      # > 0 clips the ConvLSTM's gradients to this global norm: an option of the official
+      # code (3.0 there) that its training never turns on, so off (0) here.
+      lstm_grad_clip_norm=0.0,
   ))
   common.train_loop_settings(config, num_epochs=150, batch_size=16)
   config.eval_every_steps = 2000

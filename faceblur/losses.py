@@ -4,7 +4,10 @@ Stage 1 (CycleGAN) uses the least-squares form of the adversarial loss (eq. 1), 
 CycleGAN code and the paper's own code do: the discriminator pushes real scores to `real_label`
 (1, or 0.9 in the paper's code) and fake scores to 0, and its loss is halved; the generator
 pushes fake scores to `real_label`. Cycle consistency (eq. 2) and identity are L1; their
-weights (lambda = 10 and 0.5 * lambda) are applied by the caller from the config.
+weights (lambda = 10 and 0.5 * lambda) are applied by the caller from the config. Both take
+images in [0, 1] but measure the distance on the [-1, 1] scale, where the official CycleGAN
+(inputs normalised with mean 0.5, std 0.5) and the paper's own code compute them: on [0, 1]
+every L1 term is halved, which silently halves lambda against the LSGAN term.
 
 Stage 2 (SRN) uses the multi-scale Euclidean loss (eq. 3): sum_i kappa_i / N_i ||I_i - I*_i||^2,
 the mean squared error at each scale against the sharp image resized to that scale.
@@ -43,14 +46,21 @@ def l1_loss(predicted, target) -> jax.Array:
   return jnp.mean(jnp.abs(_f32(predicted) - _f32(target)))
 
 
+def to_signed(images) -> jax.Array:
+  """[0, 1] images on the [-1, 1] scale the CycleGAN references compute their L1 terms on."""
+  return 2.0 * _f32(images) - 1.0
+
+
 def cycle_consistency_loss(reconstructed, original) -> jax.Array:
-  """Eq. 2 for one direction: mean |F(G(x)) - x|; the caller adds both directions and weighs."""
-  return l1_loss(reconstructed, original)
+  """Eq. 2 for one direction: mean |F(G(x)) - x| on the [-1, 1] scale (inputs in [0, 1]);
+  the caller adds both directions and weighs."""
+  return l1_loss(to_signed(reconstructed), to_signed(original))
 
 
 def identity_loss(mapped, original) -> jax.Array:
-  """Mean |G(y) - y| for y already in G's target domain (CycleGAN's identity term)."""
-  return l1_loss(mapped, original)
+  """Mean |G(y) - y| on the [-1, 1] scale, for y already in G's target domain (inputs in
+  [0, 1]): CycleGAN's identity term."""
+  return l1_loss(to_signed(mapped), to_signed(original))
 
 
 def multiscale_euclidean_loss(estimates: Sequence[jax.Array], sharp: jax.Array,

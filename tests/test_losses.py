@@ -35,14 +35,29 @@ def test_discriminator_loss_is_zero_for_a_perfect_critic_and_upcasts_bfloat16():
   assert value.dtype == jnp.float32 and float(value) == 0.0
 
 
-def test_l1_cycle_and_identity_losses_by_hand():
+def test_l1_loss_by_hand():
   predicted = jnp.array([[0.0, 1.0], [-1.0, 0.5]])
   target = jnp.array([[0.5, 1.0], [1.0, 0.0]])
-  expected = (0.5 + 0 + 2 + 0.5) / 4
-  for loss in (losses.l1_loss, losses.cycle_consistency_loss, losses.identity_loss):
-    value = loss(predicted, target)
+  value = losses.l1_loss(predicted, target)
+  assert value.shape == () and value.dtype == jnp.float32
+  np.testing.assert_allclose(value, (0.5 + 0 + 2 + 0.5) / 4, rtol=1e-6)
+
+
+def test_cycle_and_identity_losses_are_on_the_minus_one_to_one_scale():
+  # Images in [0, 1]; the references normalise them as (x - 0.5) / 0.5 before the L1.
+  reconstructed = np.array([[0.0, 1.0], [0.25, 0.5]], np.float32)
+  original = np.array([[0.5, 1.0], [1.0, 0.0]], np.float32)
+  normalise = lambda x: (x - 0.5) / 0.5  # torchvision's Normalize(0.5, 0.5)
+  # By hand on [-1, 1]: |-1 - 0| + |1 - 1| + |-0.5 - 1| + |0 - (-1)| = 1 + 0 + 1.5 + 1.
+  expected = (1.0 + 0.0 + 1.5 + 1.0) / 4
+  np.testing.assert_allclose(np.abs(normalise(reconstructed) - normalise(original)).mean(),
+                             expected)
+  for loss in (losses.cycle_consistency_loss, losses.identity_loss):
+    value = loss(reconstructed, original)
     assert value.shape == () and value.dtype == jnp.float32
     np.testing.assert_allclose(value, expected, rtol=1e-6)
+    # Twice the [0, 1]-scale L1: the bug this guards against halves lambda.
+    np.testing.assert_allclose(value, 2 * losses.l1_loss(reconstructed, original), rtol=1e-6)
 
 
 def test_resize_images_halves_by_pair_averages_without_antialiasing():

@@ -102,6 +102,16 @@ def test_initialisers_are_the_references(small_generator, tiny_srn):
   assert float(jnp.abs(tiny_srn.enc2_blocks[0].conv1.bias[...]).max()) == 0.0
 
 
+def test_srn_conv_lstm_starts_truncated_normal_with_sigma_1e_3(tiny_srn):
+  # SRN-Deblur's BasicConvLSTMCell: truncated_normal_initializer(stddev=1e-3), bias 0.
+  kernel = np.asarray(tiny_srn.lstm.gates.kernel[...])
+  assert kernel.shape == (3, 3, 2 * 32, 4 * 32)
+  assert np.abs(kernel).max() <= 2e-3  # cut at two sigma
+  # The std of a normal truncated at +-2 sigma is 0.880 sigma; Xavier here would be ~0.025.
+  np.testing.assert_allclose(kernel.std(), 0.880e-3, rtol=0.05)
+  assert float(np.abs(np.asarray(tiny_srn.lstm.gates.bias[...])).max()) == 0.0
+
+
 def test_generator_keeps_shape_and_range(small_generator):
   images = jax.random.uniform(jax.random.PRNGKey(1), (2, 32, 44, 3))
   out = forward(small_generator, images)

@@ -6,9 +6,11 @@ import jax
 import numpy as np
 import pytest
 from jax.sharding import Mesh
+from PIL import Image
 
+from configs import srn as srn_config
 from faceblur.data import demo, pipeline
-from faceblur.data.image_io import save_image
+from faceblur.data.image_io import save_image, to_float
 from faceblur.data.sources import PairedFolder
 from faceblur.errors import DataError
 
@@ -56,7 +58,7 @@ def test_cyclegan_batches_have_the_configured_shape_and_dtype():
 
 def test_paired_batches_share_the_crop_and_flip(tmp_path):
   dataset = pipeline.make_dataset(_paired_folder(tmp_path), batch_size=3, seed=0,
-                                  transform=pipeline.paired_transform(24))
+                                  transform=pipeline.paired_transform(24, random_flip=True))
   for batch in _take(dataset, 4):
     assert batch["blurred"].shape == batch["sharp"].shape == (3, 24, 24, 3)
     assert batch["blurred"].dtype == np.float32
@@ -76,6 +78,29 @@ def test_eval_transforms_are_deterministic_centre_crops(tmp_path):
   cyclegan = pipeline.cyclegan_transform(36, 32, train=False)
   first = cyclegan(faces[0], np.random.default_rng(0))["image"]
   np.testing.assert_array_equal(first, cyclegan(faces[0], np.random.default_rng(9))["image"])
+
+
+def test_cyclegan_transform_is_resize_and_crop_of_a_square_bicubic_resize():
+  # A 30x60 (non-square) image: the official resize_and_crop squashes it to load_size^2 with
+  # bicubic interpolation, then crops; keeping the aspect or resizing bilinearly differs.
+  image = np.random.default_rng(0).integers(0, 256, (30, 60, 3), dtype=np.uint8)
+  square = np.asarray(Image.fromarray(image).resize((36, 36), Image.BICUBIC))
+  bilinear = np.asarray(Image.fromarray(image).resize((36, 36), Image.BILINEAR))
+  centre = pipeline.cyclegan_transform(36, 32, train=False)({"image": image, "name": "x"}, None)
+  np.testing.assert_array_equal(centre["image"], to_float(square[2:34, 2:34]))
+  assert not np.array_equal(centre["image"], to_float(bilinear[2:34, 2:34]))
+  no_flip = pipeline.cyclegan_transform(36, 32, random_flip=False)
+  crops = {square[top:top + 32, left:left + 32].tobytes()
+           for top in range(5) for left in range(5)}
+  for seed in range(8):
+    crop = no_flip({"image": image, "name": "x"}, np.random.default_rng(seed))["image"]
+    assert (crop * 255).round().astype(np.uint8).tobytes() in crops
+
+
+def test_paired_training_crops_without_flips_by_default():
+  # The official SRN code takes one random crop of the pair and no flips.
+  assert not pipeline.PairedTransform(crop_size=8).random_flip
+  assert not srn_config.get_config().data.random_flip
 
 
 def test_too_small_images_name_the_record(tmp_path):

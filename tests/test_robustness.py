@@ -117,10 +117,10 @@ def test_resume_with_another_width_names_the_key(trained_stages):
 
 def test_resume_with_a_changed_optimiser_names_the_key(trained_stages):
   config = srn_config(4)
-  config.optimizer.lstm_grad_clip_norm = 0.0  # plain Adam: another optimiser state
+  config.optimizer.lstm_grad_clip_norm = 3.0  # clipped LSTM: another optimiser state
   with pytest.raises(CheckpointError) as raised:
     srn.train_and_evaluate(config, trained_stages / "srn")
-  assert "optimizer.lstm_grad_clip_norm=3.0 (now 0.0)" in _one_line(raised.value)
+  assert "optimizer.lstm_grad_clip_norm=0.0 (now 3.0)" in _one_line(raised.value)
 
 
 # --- a full or read-only disk ---------------------------------------------------------------

@@ -46,10 +46,30 @@ def test_cyclegan_step_reduces_cycle_loss_on_a_fixed_batch():
   blurred = _fixed_batch(data_pipeline.make_dataset(blurred_source, batch_size=2,
                                                     transform=transform, seed=1),
                          {"blurred": "image"})
-  step = cyclegan.make_train_step(config, cyclegan.make_networks(config), tx)
+  networks = cyclegan.make_networks(config)
+  step = cyclegan.make_train_step(config, networks, tx)
+  first_metrics = jax.jit(step)(state, data_pipeline.shard_batch(sharp | blurred, mesh))[1]
   values = _losses_on_fixed_batch(step, state, sharp | blurred, mesh, "generator/cycle", 16)
   assert all(np.isfinite(values))
   assert np.mean(values[-3:]) < 0.8 * np.mean(values[:3]), values
+
+  # The first step's L1 terms, recomputed in numpy on the [-1, 1] scale as the official code
+  # (its images are normalised with mean 0.5 and std 0.5 before the losses).
+  def apply(name, images):
+    return np.asarray(networks[name].apply(state.params[name], images), np.float64)
+
+  def l1(a, b):
+    return np.abs((2 * a - 1) - (2 * np.asarray(b, np.float64) - 1)).mean()
+
+  g, f = "sharp_to_blurred", "blurred_to_sharp"
+  x, y = sharp["sharp"], blurred["blurred"]
+  cycle = l1(apply(f, apply(g, x)), x) + l1(apply(g, apply(f, y)), y)
+  identity = l1(apply(g, y), y) + l1(apply(f, x), x)
+  np.testing.assert_allclose(first_metrics["generator/cycle"], cycle, rtol=1e-4)
+  np.testing.assert_allclose(first_metrics["generator/identity"], identity, rtol=1e-4)
+  total = (first_metrics["generator/adversarial"]
+           + config.loss.cycle_weight * (cycle + config.loss.identity_weight * identity))
+  np.testing.assert_allclose(first_metrics["generator/total"], total, rtol=1e-4)
 
 
 @pytest.mark.parametrize("mixed_precision", [False, True])

@@ -57,8 +57,11 @@ def random_flip_pair(blurred: np.ndarray, sharp: np.ndarray,
   return blurred, sharp
 
 
-def resize(image: np.ndarray, size: Size) -> np.ndarray:
-  """Resizes to `size` (an int = square) with PIL's bilinear filter.
+_RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+
+
+def resize(image: np.ndarray, size: Size, method: str = "bilinear") -> np.ndarray:
+  """Resizes to `size` (an int = square) with PIL's bilinear or bicubic filter.
 
   PIL widens the filter when shrinking, so downscaling averages like an area filter instead
   of aliasing. uint8 in, uint8 out; float in, float32 out.
@@ -66,23 +69,15 @@ def resize(image: np.ndarray, size: Size) -> np.ndarray:
   height, width = _hw(size)
   if image.shape[:2] == (height, width):
     return image
+  resample = _RESAMPLE[method]
   if image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
-    return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+    return np.asarray(Image.fromarray(image).resize((width, height), resample))
   channels = image[..., None] if image.ndim == 2 else image
   resized = np.stack([
       np.asarray(Image.fromarray(channels[..., c].astype(np.float32), mode="F")
-                 .resize((width, height), Image.BILINEAR))
+                 .resize((width, height), resample))
       for c in range(channels.shape[-1])], axis=-1)
   resized = resized[..., 0] if image.ndim == 2 else resized
   if image.dtype == np.uint8:
     return np.clip(np.round(resized), 0, 255).astype(np.uint8)
   return resized.astype(np.float32)
-
-
-def resize_shorter_side(image: np.ndarray, size: int) -> np.ndarray:
-  """Scales so the shorter side is `size`, keeping the aspect ratio (CycleGAN's load_size)."""
-  height, width = image.shape[:2]
-  scale = size / min(height, width)
-  new_hw = (size, max(size, round(width * scale))) if height <= width else (
-      max(size, round(height * scale)), size)
-  return resize(image, new_hw)

@@ -122,19 +122,24 @@ def _check_size(image: np.ndarray, crop_size: int, name: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class CycleGANTransform:
-  """CycleGAN's preprocessing: shorter side to `load_size`, random `crop_size` crop, random
-  horizontal flip (eval: centre crop, no flip). Record {'image'} -> float32 [0, 1]."""
+  """CycleGAN's `resize_and_crop`: a square bicubic resize to `load_size` (the aspect is not
+  kept), a random `crop_size` crop and, with `random_flip`, a random horizontal flip (eval:
+  centre crop, no flip). Bicubic, as torchvision's default there, keeps the sharp domain
+  of a blur task as sharp as the resize allows. Record {'image'} -> float32 [0, 1]."""
 
   load_size: int
   crop_size: int
   train: bool = True
+  random_flip: bool = True
 
   def __call__(self, record: Record, rng: np.random.Generator) -> Record:
     if self.crop_size > self.load_size:
       raise ConfigError(f"crop_size={self.crop_size} exceeds load_size={self.load_size}")
-    image = augment.resize_shorter_side(record["image"], self.load_size)
+    image = augment.resize(record["image"], self.load_size, method="bicubic")
     if self.train:
-      image = augment.random_flip(augment.random_crop(image, self.crop_size, rng), rng)
+      image = augment.random_crop(image, self.crop_size, rng)
+      if self.random_flip:
+        image = augment.random_flip(image, rng)
     else:
       image = augment.center_crop(image, self.crop_size)
     return {"image": to_float(image), "name": record["name"]}
@@ -142,7 +147,8 @@ class CycleGANTransform:
 
 @dataclasses.dataclass(frozen=True)
 class PairedTransform:
-  """SRN's preprocessing: the same random `crop_size` crop (and flip) of both images.
+  """SRN's preprocessing: the same random `crop_size` crop of both images (and, with
+  `random_flip`, not the official code's default, the same random flip).
 
   Eval: a centre crop, or the whole pair when `crop_size` is None/0 (batch those one by one
   or at equal sizes). Record {'blurred', 'sharp'} -> float32 [0, 1].
@@ -150,7 +156,7 @@ class PairedTransform:
 
   crop_size: int | None
   train: bool = True
-  random_flip: bool = True
+  random_flip: bool = False
 
   def __call__(self, record: Record, rng: np.random.Generator) -> Record:
     blurred, sharp = record["blurred"], record["sharp"]
@@ -166,10 +172,11 @@ class PairedTransform:
     return {"blurred": to_float(blurred), "sharp": to_float(sharp), "name": record["name"]}
 
 
-def cyclegan_transform(load_size: int, crop_size: int, train: bool = True) -> CycleGANTransform:
-  return CycleGANTransform(load_size, crop_size, train)
+def cyclegan_transform(load_size: int, crop_size: int, train: bool = True,
+                       random_flip: bool = True) -> CycleGANTransform:
+  return CycleGANTransform(load_size, crop_size, train, random_flip)
 
 
 def paired_transform(crop_size: int | None, train: bool = True,
-                     random_flip: bool = True) -> PairedTransform:
+                     random_flip: bool = False) -> PairedTransform:
   return PairedTransform(crop_size, train, random_flip)

@@ -8,6 +8,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 _XAVIER = nnx.initializers.xavier_uniform()
+# SRN's `BasicConvLSTMCell._conv_linear`: its own arg_scope overrides the outer Xavier.
+_LSTM_INIT = nnx.initializers.truncated_normal(stddev=1e-3)
 _NHWC = ("NHWC", "HWIO", "NHWC")
 Padding = tuple[tuple[int, int], tuple[int, int]]
 
@@ -367,11 +369,14 @@ class ConvLSTMCell(nnx.Module):
   """A convolutional LSTM (Shi et al. 2015) as in SRN's `BasicConvLSTMCell`.
 
   One convolution of [input ⊕ hidden] gives the four gates; the forget gate gets a bias of 1
-  so that early in training the cell keeps its memory. The carry is kept in float32.
+  so that early in training the cell keeps its memory. As in the official cell, the gate
+  kernel starts truncated-normal with sigma 1e-3 (cut at 2 sigma) and the bias at zero: the
+  cell starts near a pass-through of half its input. The carry is kept in float32.
   """
 
   def __init__(self, in_features: int, hidden_features: int, *, kernel_size: int = 3,
-               forget_bias: float = 1.0, kernel_init=_XAVIER, dtype=jnp.float32, rngs: nnx.Rngs):
+               forget_bias: float = 1.0, kernel_init=_LSTM_INIT, dtype=jnp.float32,
+               rngs: nnx.Rngs):
     self.hidden_features = hidden_features
     self.forget_bias = forget_bias
     self.gates = Conv(in_features + hidden_features, 4 * hidden_features,

@@ -75,8 +75,8 @@ class SRNDeblurNet(nnx.Module):
     self.enc1, self.enc1_blocks = conv(2 * channels, width1), blocks(width1)
     self.enc2, self.enc2_blocks = conv(width1, width2, 2), blocks(width2)
     self.enc3, self.enc3_blocks = conv(width2, width3, 2), blocks(width3)
-    self.lstm = (ConvLSTMCell(width3, width3, kernel_init=_INIT, dtype=dtype, rngs=rngs)
-                 if use_lstm else None)
+    # The ConvLSTM keeps its own initialiser (truncated normal, sigma 1e-3), as officially.
+    self.lstm = (ConvLSTMCell(width3, width3, dtype=dtype, rngs=rngs) if use_lstm else None)
     self.dec3_blocks, self.dec3_up = blocks(width3), up(width3, width2)
     self.dec2_blocks, self.dec2_up = blocks(width2), up(width2, width1)
     self.dec1_blocks, self.out = blocks(width1), conv(width1, channels)

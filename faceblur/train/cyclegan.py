@@ -168,7 +168,7 @@ def make_train_step(config: ml_collections.ConfigDict, networks: dict[str, state
 def sources(config: ml_collections.ConfigDict):
   """The sharp and blurred domains, unreadable and thumbnail-sized files skipped.
 
-  Every image is resized to `load_size` as in the reference, but one whose shorter side is
+  Every image is resized to `load_size` squared as in the reference, but one whose shorter side is
   below half the crop would be upscaled by more than ~2x: interpolation blur in the sharp
   domain, which is what stage 1 must learn to tell apart. Those are skipped with a warning.
   """
@@ -193,7 +193,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   writer = MetricWriter(workdir)
   state_lib.write_parameter_overview(writer, state.params)
 
-  transform = data_pipeline.cyclegan_transform(config.data.load_size, config.data.crop_size)
+  transform = data_pipeline.cyclegan_transform(config.data.load_size, config.data.crop_size,
+                                               random_flip=config.data.random_flip)
   sharp_data = data_pipeline.make_dataset(
       sharp_source, batch_size=local_batch, transform=transform, seed=config.seed)
   blurred_data = data_pipeline.make_dataset(

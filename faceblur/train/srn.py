@@ -2,7 +2,8 @@
 
 The network is applied coarse to fine with shared weights and supervised at every scale by
 the multi-scale Euclidean loss (eq. 3 of the paper). Adam with polynomial decay as the
-official code; the ConvLSTM's gradients are clipped to a global norm (official option).
+official code; `optimizer.lstm_grad_clip_norm > 0` clips the ConvLSTM's gradients to a global
+norm (an option of the official code that its training leaves off).
 """
 
 import functools

@@ -1,0 +1,46 @@
+"""The named config variants are what their docstrings say they reproduce."""
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs import cyclegan as cyclegan_config
+from configs import pipeline as pipeline_config
+from configs import srn as srn_config
+from faceblur.train import srn
+
+
+def _parameter_count(config) -> int:
+  make = srn.module_factory(config)
+  state = jax.eval_shape(lambda: nnx.state(make(rngs=nnx.Rngs(0)), nnx.Param))
+  return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(state))
+
+
+def test_srn_defaults_follow_the_official_training():
+  config = srn_config.get_config()
+  assert config.optimizer.lstm_grad_clip_norm == 0.0  # defined but never enabled there
+  assert not config.data.random_flip                  # one shared random crop only
+  assert _parameter_count(config) == 8_061_411
+
+
+def test_srn_paper_code_is_the_colour_model_without_lstm():
+  config = srn_config.get_config("paper_code")
+  assert not config.model.use_lstm and config.model.channels == 3
+  assert _parameter_count(config) == 6_881_251
+  both = pipeline_config.get_config("paper_code")
+  assert not both.srn.model.use_lstm and not both.srn_kernel.model.use_lstm
+
+
+def test_cyclegan_paper_code_is_the_papers_stage_one():
+  reference, paper = cyclegan_config.get_config(), cyclegan_config.get_config("paper_code")
+  assert (reference.loss.real_label, reference.loss.identity_weight) == (1.0, 0.5)
+  assert (paper.loss.real_label, paper.loss.identity_weight, paper.batch_size) == (0.9, 0.0, 1)
+  assert paper.data.load_size == paper.data.crop_size == 256 and not paper.data.random_flip
+  assert paper.loss.cycle_weight == reference.loss.cycle_weight == 10.0
+
+
+@pytest.mark.parametrize("module", [cyclegan_config, srn_config])
+def test_unknown_config_argument_is_refused(module):
+  with pytest.raises(ValueError, match="unknown configs/.* argument 'papercode'"):
+    module.get_config("papercode")
