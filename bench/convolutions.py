@@ -5,13 +5,13 @@
 
 A train step is almost all convolutions (their forward pass, input gradient and kernel
 gradient), so this is where a gap to PyTorch shows first and where faceblur's CPU
-reformulations (`faceblur.models.layers`) were found and are checked. Each layer runs alone
-at the shapes it has in the step (CycleGAN at batch `--cyclegan_batch`, SRN's finest scale at
-`--srn_batch`): faceblur through `layers.conv_general_dilated` / `layers.transposed_conv`
-compiled by `faceblur.compilation.jit`, PyTorch through `torch.nn.functional` in NCHW, as its
-reference code runs. The input gradient and kernel gradient of PyTorch are each timed as one
-backward minus its forward. jax's profiler cannot time CPU convolutions (they run
-asynchronously), which is why they are timed one by one here.
+reformulations (`faceblur.ops.cpu_convolutions`) were found and are checked. Each layer runs
+alone at the shapes it has in the step (CycleGAN at batch `--cyclegan_batch`, SRN's finest
+scale at `--srn_batch`): faceblur through `cpu_convolutions.conv_general_dilated` /
+`cpu_convolutions.transposed_conv` compiled by `faceblur.ops.compilation.jit`, PyTorch through
+`torch.nn.functional` in NCHW, as its reference code runs. The input gradient and kernel
+gradient of PyTorch are each timed as one backward minus its forward. jax's profiler cannot
+time CPU convolutions (they run asynchronously), which is why they are timed one by one here.
 """
 
 import statistics
@@ -27,8 +27,7 @@ from absl import app, flags
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 
 from bench.common import machine, print_json, print_table  # noqa: E402
-from faceblur import compilation  # noqa: E402
-from faceblur.models import layers  # noqa: E402
+from faceblur.ops import compilation, cpu_convolutions  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("networks", ["cyclegan", "srn"], "Which networks' layers to time.")
@@ -123,11 +122,11 @@ def time_faceblur(layer: Layer, repeats: int) -> dict[str, float]:
     out_size = (2 * layer.size, 2 * layer.size)
 
     def conv(inputs, kernel):
-      return layers.transposed_conv(inputs, kernel, strides, _padding(layer), out_size)
+      return cpu_convolutions.transposed_conv(inputs, kernel, strides, _padding(layer), out_size)
   else:
     def conv(inputs, kernel):
-      return layers.conv_general_dilated(inputs, kernel, strides, _padding(layer),
-                                         dimension_numbers=_NHWC)
+      return cpu_convolutions.conv_general_dilated(inputs, kernel, strides, _padding(layer),
+                                                   dimension_numbers=_NHWC)
   upstream = np.random.default_rng(1).standard_normal(
       jax.eval_shape(conv, inputs, kernel).shape, np.float32)
   forward = compilation.jit(conv)

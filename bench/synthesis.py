@@ -35,8 +35,8 @@ from bench.common import (  # noqa: E402
 )
 from configs import cyclegan as cyclegan_config  # noqa: E402
 from configs import synthesize as synthesize_config  # noqa: E402
-from faceblur import compilation  # noqa: E402
 from faceblur.data import demo, factory, image_io  # noqa: E402
+from faceblur.ops import compilation  # noqa: E402
 from faceblur.train import cyclegan  # noqa: E402
 from faceblur.train import synthesize as synthesize_lib  # noqa: E402
 

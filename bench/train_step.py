@@ -27,8 +27,8 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]
 from bench.common import flops_of, machine, peak_rss_mib, print_json, time_calls  # noqa: E402
 from configs import cyclegan as cyclegan_config  # noqa: E402
 from configs import srn as srn_config  # noqa: E402
-from faceblur import compilation  # noqa: E402
 from faceblur.data import pipeline as data_pipeline  # noqa: E402
+from faceblur.ops import compilation  # noqa: E402
 from faceblur.train import cyclegan, partitioning, srn  # noqa: E402
 from faceblur.train import state as state_lib  # noqa: E402
 
@@ -40,8 +40,8 @@ flags.DEFINE_integer("warmup", 1, "Untimed steps after compilation.")
 flags.DEFINE_integer("repeats", 5, "Timed steps (the median is reported).")
 flags.DEFINE_bool("mixed_precision", False, "bfloat16 activations.")
 flags.DEFINE_list("stages", ["cyclegan", "srn"], "Which stages to time.")
-flags.DEFINE_bool("compiler_options", True,
-                  "faceblur's CPU compiler options (faceblur.compilation); false: plain jax.jit.")
+flags.DEFINE_bool("compiler_options", True, "faceblur's CPU compiler options "
+                  "(faceblur.ops.compilation); false: plain jax.jit.")
 flags.DEFINE_list("frameworks", ["faceblur", "pytorch"], "faceblur and/or pytorch.")
 flags.DEFINE_string("case", None, "Internal: run one 'framework:stage:batch' case and exit.")
 

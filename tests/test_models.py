@@ -8,7 +8,7 @@ from flax import nnx
 
 from faceblur.models import PatchDiscriminator, ResnetGenerator, SRNDeblurNet, layers
 from faceblur.models import srn as srn_lib
-from faceblur.models.layers import ConvLSTMCell, ConvTranspose, instance_norm, reflect_pad
+from faceblur.models.layers import ConvLSTMCell, instance_norm, reflect_pad
 
 
 def count(module) -> int:
@@ -119,63 +119,6 @@ def test_generator_keeps_shape_and_range(small_generator):
   assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
   with pytest.raises(ValueError, match="divisible by 4"):
     small_generator(jnp.zeros((1, 30, 32, 3)))
-
-
-@pytest.mark.parametrize("kernel_size, flax_padding", [(3, ((1, 2), (1, 2))), (4, "SAME")])
-def test_conv_transpose_gradients_match_autodiff(kernel_size, flax_padding):
-  """The custom VJP (fast kernel gradient on CPU) equals autodiff of flax's transposed conv."""
-  ours = ConvTranspose(6, 4, kernel_size, rngs=nnx.Rngs(0))
-  reference = nnx.ConvTranspose(6, 4, (kernel_size, kernel_size), strides=(2, 2),
-                                padding=flax_padding, transpose_kernel=True, rngs=nnx.Rngs(0))
-  reference.kernel[...] = ours.kernel[...]
-  ours.bias[...] = reference.bias[...] = jnp.arange(4.0)
-  inputs = jax.random.normal(jax.random.key(1), (2, 5, 7, 6))
-
-  def loss(module, inputs):
-    return jnp.sum(jnp.sin(module(inputs)))
-
-  (ours_grad, ours_input_grad), (ref_grad, ref_input_grad) = (
-      nnx.grad(loss, argnums=(0, 1))(module, inputs) for module in (ours, reference))
-  np.testing.assert_allclose(ours(inputs), reference(inputs), rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(ours_grad.kernel[...], ref_grad.kernel[...], rtol=1e-4, atol=1e-4)
-  np.testing.assert_allclose(ours_grad.bias[...], ref_grad.bias[...], rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(ours_input_grad, ref_input_grad, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("features, out_features, kernel_size, stride, padding, size", [
-    (3, 7, 3, 1, "SAME", (9, 7)),             # narrow input: matrix product input gradient
-    (20, 7, 5, 1, "SAME", (10, 12)),          # grouped by 8 input channels, uneven last group
-    (40, 7, 3, 1, ((2, 0), (1, 3)), (6, 5)),  # wide, asymmetric padding, non-square kernel below
-    (5, 3, 7, 1, "VALID", (9, 9)),            # narrow output (RGB): matrix product forward
-    (6, 1, 4, 1, ((1, 1), (1, 1)), (7, 7)),   # PatchGAN's last layer
-    (160, 7, 3, 1, "SAME", (6, 6)),           # wider than the fast kernel gradient takes
-    (6, 7, 5, 2, "SAME", (16, 12)),           # strided: gradients split by phase
-    (4, 7, 4, 2, ((1, 1), (1, 1)), (8, 10)),
-    (3, 7, 3, 3, "SAME", (12, 12)),
-    (5, 7, 3, 2, ((1, 1), (1, 1)), (10, 10)),  # one more input row than the kernel reads
-    (3, 7, 3, 2, "SAME", (9, 9)),             # odd size: XLA's own input gradient
-])
-def test_conv_gradients_match_autodiff(features, out_features, kernel_size, stride, padding,
-                                       size):
-  """`layers.conv_general_dilated` (what every model convolution computes through) has
-  autodiff's value and gradients for every shape it reformulates and every one it hands on."""
-  kernel_shape = (kernel_size, kernel_size - (features == 40), features, out_features)
-  inputs = jax.random.normal(jax.random.key(0), (2, *size, features))
-  kernel = jax.random.normal(jax.random.key(1), kernel_shape)
-
-  def loss(conv, inputs, kernel):
-    outputs = conv(inputs, kernel, (stride, stride), padding,
-                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return jnp.sum(jnp.sin(outputs)), outputs
-
-  grad = jax.jit(jax.grad(loss, argnums=(1, 2), has_aux=True), static_argnums=0)
-  (ours_inputs, ours_kernel), ours = grad(layers.conv_general_dilated, inputs, kernel)
-  (ref_inputs, ref_kernel), reference = grad(jax.lax.conv_general_dilated, inputs, kernel)
-  # Relative to the largest entry: the reformulations sum in another order.
-  for ours_value, ref_value in ((ours, reference), (ours_inputs, ref_inputs),
-                                (ours_kernel, ref_kernel)):
-    scale = np.abs(ref_value).max()
-    np.testing.assert_allclose(ours_value / scale, ref_value / scale, rtol=0, atol=1e-5)
 
 
 def test_conv_module_keeps_flax_parameters_and_initialisation():

@@ -17,13 +17,13 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from faceblur import compilation
 from faceblur.data import augment, factory
 from faceblur.data.image_io import to_float
 from faceblur.errors import ConfigError
 from faceblur.evaluate import blur_realism, classical, detectors, metrics, tiling
 from faceblur.evaluate.report import write_reports
 from faceblur.image_grid import save_grid
+from faceblur.ops import compilation
 
 RestoreFn = Callable[[np.ndarray], np.ndarray]  # HxWx3 float [0, 1] -> same
 

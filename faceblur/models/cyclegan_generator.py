@@ -8,7 +8,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from faceblur.models.layers import Conv, ConvTranspose, instance_norm, reflect_pad
+from faceblur.models.layers import (
+    Conv,
+    ConvFn,
+    ConvTranspose,
+    TransposedConvFn,
+    instance_norm,
+    reflect_pad,
+)
 
 _INIT = nnx.initializers.normal(0.02)
 
@@ -17,20 +24,24 @@ class ResnetGenerator(nnx.Module):
   """7x7 stem, two stride-2 downsamplings, `num_blocks` residual blocks, two upsamplings.
 
   Instance norm without affine parameters, convolutions with biases: 11,378,179 parameters
-  with 9 blocks (256 px crops), 7,837,699 with 6 (128 px).
+  with 9 blocks (256 px crops), 7,837,699 with 6 (128 px). `conv_general_dilated` and
+  `transposed_conv` compute the convolutions (default: `faceblur.models.layers`' defaults).
   """
 
   def __init__(self, *, num_blocks: int = 9, features: int = 64, channels: int = 3,
-               dtype=jnp.float32, rngs: nnx.Rngs):
+               dtype=jnp.float32, conv_general_dilated: ConvFn | None = None,
+               transposed_conv: TransposedConvFn | None = None, rngs: nnx.Rngs):
     def conv(in_features, out_features, kernel, stride=1, padding="VALID"):
       return Conv(in_features, out_features, (kernel, kernel), strides=stride,
-                  padding=padding, kernel_init=_INIT, dtype=dtype, rngs=rngs)
+                  padding=padding, kernel_init=_INIT, dtype=dtype,
+                  conv_general_dilated=conv_general_dilated, rngs=rngs)
 
     def up(in_features, out_features):
       # torch's ConvTranspose2d(3, stride=2, padding=1, output_padding=1): the transpose of a
       # 3x3 stride-2 convolution padded by 1, at exactly twice the size.
       return ConvTranspose(in_features, out_features, 3, padding=((1, 1), (1, 1)),
-                           kernel_init=_INIT, dtype=dtype, rngs=rngs)
+                           kernel_init=_INIT, dtype=dtype, transposed_conv=transposed_conv,
+                           rngs=rngs)
 
     width = features
     self.stem = conv(channels, width, 7)

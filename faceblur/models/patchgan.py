@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from faceblur.models.layers import Conv, instance_norm
+from faceblur.models.layers import Conv, ConvFn, instance_norm
 
 _INIT = nnx.initializers.normal(0.02)
 
@@ -17,13 +17,16 @@ class PatchDiscriminator(nnx.Module):
   """`num_layers`=3: 64-128-256-512 filters, 4x4 kernels, LeakyReLU 0.2, 2,764,737 parameters.
 
   Returns raw (N, h, w, 1) patch scores: a 256 px input gives 30x30 patches.
+  `conv_general_dilated` computes the convolutions (default: `faceblur.models.layers.Conv`'s).
   """
 
   def __init__(self, *, features: int = 64, num_layers: int = 3, channels: int = 3,
-               dtype=jnp.float32, rngs: nnx.Rngs):
+               dtype=jnp.float32, conv_general_dilated: ConvFn | None = None,
+               rngs: nnx.Rngs):
     def conv(in_features, out_features, stride):
       return Conv(in_features, out_features, (4, 4), strides=stride,
-                  padding=((1, 1), (1, 1)), kernel_init=_INIT, dtype=dtype, rngs=rngs)
+                  padding=((1, 1), (1, 1)), kernel_init=_INIT, dtype=dtype,
+                  conv_general_dilated=conv_general_dilated, rngs=rngs)
 
     widths = [features * min(2**i, 8) for i in range(num_layers + 1)]
     layers = [conv(channels, widths[0], 2)]

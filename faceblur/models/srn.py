@@ -18,7 +18,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from faceblur.models.layers import Conv, ConvLSTMCell, ConvTranspose, resize_images
+from faceblur.models.layers import (
+    Conv,
+    ConvFn,
+    ConvLSTMCell,
+    ConvTranspose,
+    TransposedConvFn,
+    resize_images,
+)
 
 _INIT = nnx.initializers.xavier_uniform()
 _MULTIPLE = 4  # two stride-2 stages per scale
@@ -31,11 +38,12 @@ def _round_up(value: int) -> int:
 class ResBlock(nnx.Module):
   """conv 5x5, ReLU, conv 5x5, + skip (no normalisation)."""
 
-  def __init__(self, features: int, *, dtype, rngs: nnx.Rngs):
+  def __init__(self, features: int, *, dtype, conv_general_dilated: ConvFn | None = None,
+               rngs: nnx.Rngs):
     self.conv1 = Conv(features, features, (5, 5), padding="SAME", kernel_init=_INIT,
-                      dtype=dtype, rngs=rngs)
+                      dtype=dtype, conv_general_dilated=conv_general_dilated, rngs=rngs)
     self.conv2 = Conv(features, features, (5, 5), padding="SAME", kernel_init=_INIT,
-                      dtype=dtype, rngs=rngs)
+                      dtype=dtype, conv_general_dilated=conv_general_dilated, rngs=rngs)
 
   def __call__(self, features: jax.Array) -> jax.Array:
     return features + self.conv2(jax.nn.relu(self.conv1(features)))
@@ -47,12 +55,14 @@ class SRNDeblurNet(nnx.Module):
   8,061,411 parameters in colour with the ConvLSTM (6,881,251 without; 8,056,609 grey), the
   same for any `num_scales`. `features` is the first stage's width (the reference's 32); the
   other stages and the ConvLSTM use 2x and 4x. `dtype` is the computation dtype (parameters
-  and the ConvLSTM state stay float32).
+  and the ConvLSTM state stay float32). `conv_general_dilated` and `transposed_conv` compute
+  the convolutions (default: `faceblur.models.layers`' defaults).
   """
 
   def __init__(self, *, num_scales: int = 3, scale_ratio: float = 0.5, use_lstm: bool = True,
                channels: int = 3, features: int = 32, residual: bool = False,
-               dtype=jnp.float32, rngs: nnx.Rngs):
+               dtype=jnp.float32, conv_general_dilated: ConvFn | None = None,
+               transposed_conv: TransposedConvFn | None = None, rngs: nnx.Rngs):
     self.num_scales = num_scales
     self.scale_ratio = scale_ratio
     self.channels = channels
@@ -60,23 +70,28 @@ class SRNDeblurNet(nnx.Module):
 
     def conv(in_features, out_features, stride=1):
       return Conv(in_features, out_features, (5, 5), strides=stride, padding="SAME",
-                  kernel_init=_INIT, dtype=dtype, rngs=rngs)
+                  kernel_init=_INIT, dtype=dtype, conv_general_dilated=conv_general_dilated,
+                  rngs=rngs)
 
     def blocks(width):
-      return nnx.List([ResBlock(width, dtype=dtype, rngs=rngs) for _ in range(3)])
+      return nnx.List([ResBlock(width, dtype=dtype, conv_general_dilated=conv_general_dilated,
+                                rngs=rngs) for _ in range(3)])
 
     def up(in_features, out_features):
       # TF's conv2d_transpose(4x4, stride 2, 'SAME'): the transpose of a 4x4 stride-2
       # convolution padded by 1, at exactly twice the size.
       return ConvTranspose(in_features, out_features, 4, padding=((1, 1), (1, 1)),
-                           kernel_init=_INIT, dtype=dtype, rngs=rngs)
+                           kernel_init=_INIT, dtype=dtype, transposed_conv=transposed_conv,
+                           rngs=rngs)
 
     width1, width2, width3 = features, 2 * features, 4 * features
     self.enc1, self.enc1_blocks = conv(2 * channels, width1), blocks(width1)
     self.enc2, self.enc2_blocks = conv(width1, width2, 2), blocks(width2)
     self.enc3, self.enc3_blocks = conv(width2, width3, 2), blocks(width3)
     # The ConvLSTM keeps its own initialiser (truncated normal, sigma 1e-3), as officially.
-    self.lstm = (ConvLSTMCell(width3, width3, dtype=dtype, rngs=rngs) if use_lstm else None)
+    self.lstm = (ConvLSTMCell(width3, width3, dtype=dtype,
+                              conv_general_dilated=conv_general_dilated, rngs=rngs)
+                 if use_lstm else None)
     self.dec3_blocks, self.dec3_up = blocks(width3), up(width3, width2)
     self.dec2_blocks, self.dec2_up = blocks(width2), up(width2, width1)
     self.dec1_blocks, self.out = blocks(width1), conv(width1, channels)

@@ -16,12 +16,13 @@ import ml_collections
 import numpy as np
 import optax
 
-from faceblur import compilation, losses
+from faceblur import losses
 from faceblur.data import factory
 from faceblur.data import pipeline as data_pipeline
 from faceblur.data.sources import SkipBadRecords
 from faceblur.image_grid import save_grid
 from faceblur.models import PatchDiscriminator, ResnetGenerator
+from faceblur.ops import compilation
 from faceblur.train import loop, partitioning
 from faceblur.train import state as state_lib
 from faceblur.train.image_pool import create_image_pool, query_image_pool

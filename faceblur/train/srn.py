@@ -15,12 +15,13 @@ import ml_collections
 import numpy as np
 import optax
 
-from faceblur import compilation, losses
+from faceblur import losses
 from faceblur.data import factory
 from faceblur.data import pipeline as data_pipeline
 from faceblur.data.sources import SkipBadRecords
 from faceblur.evaluate import metrics as quality
 from faceblur.models import SRNDeblurNet
+from faceblur.ops import compilation
 from faceblur.train import loop, partitioning
 from faceblur.train import state as state_lib
 from faceblur.train.metric_writers import MetricWriter

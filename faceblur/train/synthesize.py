@@ -26,11 +26,11 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from faceblur import compilation
 from faceblur.data import augment, factory
 from faceblur.data.image_io import save_image, to_float
 from faceblur.data.sources import train_test_split
 from faceblur.errors import ConfigError, DataError, ImageReadError, StorageError, os_reason
+from faceblur.ops import compilation
 from faceblur.train.trained import load_trained
 
 DONE_FILE = "synthesis.json"

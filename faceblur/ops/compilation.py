@@ -8,16 +8,18 @@ reductions and single matrix products only makes a 256 px CycleGAN train step 2.
 an SRN step 1.4x faster and the generator's forward pass (synthesis) 3.4x faster
 (`bench/RESULTS.md`, Intel Xeon). SRN's forward pass alone was 8% slower on that Xeon and is
 3% faster on the AMD EPYC the benchmarks now run on (a 512 px tile: 6.96 s against 7.15), so
-every network compiles through here. Other backends compile exactly as `jax.jit` does.
-`FACEBLUR_CPU_COMPILER_OPTIONS=off` in the environment compiles with plain `jax.jit`
-everywhere (for comparisons, or in case a later jaxlib makes another choice faster).
+every network compiles through here. Other backends compile exactly as `jax.jit` does, and so
+does every backend with `FACEBLUR_CPU_KERNELS=off` in the environment (`faceblur.ops`'s one
+switch for its CPU tricks; for comparisons, or in case a later jaxlib makes another choice
+faster).
 """
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 import jax
+
+from faceblur import ops
 
 CPU_COMPILER_OPTIONS = {
     "xla_cpu_experimental_ynn_fusion_type":
@@ -26,8 +28,7 @@ CPU_COMPILER_OPTIONS = {
 
 
 def jit(fn: Callable, **kwargs: Any):
-  """`jax.jit(fn, **kwargs)`, with `CPU_COMPILER_OPTIONS` when the default backend is a CPU."""
-  if (jax.default_backend() == "cpu"
-      and os.environ.get("FACEBLUR_CPU_COMPILER_OPTIONS", "on") != "off"):
+  """`jax.jit(fn, **kwargs)`, with `CPU_COMPILER_OPTIONS` while `faceblur.ops`' CPU tricks apply."""
+  if ops.cpu_tricks_apply():
     kwargs.setdefault("compiler_options", CPU_COMPILER_OPTIONS)
   return jax.jit(fn, **kwargs)

@@ -1,0 +1,73 @@
+"""Hardware-specific forms of standard operations, kept out of the networks (as BasicSR's `ops/`).
+
+Two CPU tricks live here: convolutions and their gradients rewritten into forms XLA:CPU
+computes faster (`cpu_convolutions`), and XLA:CPU compiler options (`compilation.jit`). The
+networks are written with plain convolutions and get theirs from `default_conv()` and
+`default_transposed_conv()`; both tricks apply only on a CPU backend.
+
+`FACEBLUR_CPU_KERNELS=off` in the environment turns both off (`FACEBLUR_CPU_COMPILER_OPTIONS=off`,
+the name of the compiler options' former switch, does the same): networks then convolve with
+`jax.lax.conv_general_dilated` and autodiff and compile with plain `jax.jit`, as on other
+backends. This is for comparisons, or in case a later jaxlib computes XLA's own forms faster;
+values agree either way up to the order of summation. `enabled()` is the one place the
+variable is read, when a network is built and when a function is compiled, so set it before
+both.
+"""
+
+import os
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from faceblur.ops import cpu_convolutions
+from faceblur.ops.cpu_convolutions import Padding
+
+SWITCH = "FACEBLUR_CPU_KERNELS"
+_FORMER_SWITCH = "FACEBLUR_CPU_COMPILER_OPTIONS"
+
+# `jax.lax.conv_general_dilated`'s signature; (inputs, kernel, strides, padding, output_size).
+ConvFn = Callable[..., jax.Array]
+TransposedConvFn = Callable[[jax.Array, jax.Array, tuple[int, int], Padding, tuple[int, int]],
+                            jax.Array]
+
+
+def enabled() -> bool:
+  """False when the environment turns faceblur's CPU tricks off (`FACEBLUR_CPU_KERNELS=off`)."""
+  return all(os.environ.get(name, "on") != "off" for name in (SWITCH, _FORMER_SWITCH))
+
+
+def cpu_tricks_apply() -> bool:
+  """Whether the CPU tricks are used now: switched on, and the default backend is a CPU."""
+  return enabled() and jax.default_backend() == "cpu"
+
+
+def plain_transposed_conv(inputs: jax.Array, kernel: jax.Array, strides: tuple[int, int],
+                          padding: Padding, output_size: tuple[int, int]) -> jax.Array:
+  """The transpose of the NHWC convolution `(., kernel, strides, padding)` at `output_size`,
+  applied to `inputs`, with autodiff's gradients.
+
+  `kernel` is the forward convolution's (kh, kw, out, in), i.e. (kh, kw, features of the
+  result, features of `inputs`), as torch's ConvTranspose2d and TF's conv2d_transpose define
+  it. Written as a VJP because that is the transpose by definition, for any padding.
+  """
+  result_shape = (inputs.shape[0], *output_size, kernel.shape[2])
+  _, transpose = jax.vjp(
+      lambda result: jax.lax.conv_general_dilated(result, kernel, strides, padding,
+                                                  dimension_numbers=("NHWC", "HWIO", "NHWC")),
+      jnp.zeros(result_shape, inputs.dtype))
+  return transpose(inputs)[0]
+
+
+def default_conv() -> ConvFn:
+  """The convolution the networks compute with: the XLA:CPU rewrite, or the plain one."""
+  if cpu_tricks_apply():
+    return cpu_convolutions.conv_general_dilated
+  return jax.lax.conv_general_dilated
+
+
+def default_transposed_conv() -> TransposedConvFn:
+  """The transposed convolution of the networks: the XLA:CPU rewrite, or the plain one."""
+  if cpu_tricks_apply():
+    return cpu_convolutions.transposed_conv
+  return plain_transposed_conv
