@@ -38,7 +38,7 @@ from bench.common import machine, print_json, print_table, quiet_logs  # noqa: E
 from configs import common as common_config  # noqa: E402
 from configs import cyclegan as cyclegan_config  # noqa: E402
 from configs import srn as srn_config  # noqa: E402
-from faceblur.data import demo, image_io  # noqa: E402
+from faceblur.data import camera_blur, demo, image_io  # noqa: E402
 from faceblur.data import pipeline as data_pipeline  # noqa: E402
 from faceblur.train import cyclegan, loop, srn  # noqa: E402
 
@@ -73,7 +73,8 @@ def _write_faces(root: pathlib.Path, side: int, count: int) -> None:
   """PNG folders: sharp/ and blurred/ (aligned kernel-blurred pairs, for SRN's paired folder),
   and unpaired_blurred/ (other faces, blurred, for CycleGAN's blurred domain)."""
   pairs = demo.KernelBlurredPairs(demo.DemoFaces(size=side, count=count, seed=0), seed=0)
-  unpaired = demo.DemoBlurredFaces(size=side, count=count, seed=1)
+  unpaired = camera_blur.CameraBlurredImages(
+      demo.DemoFaces(size=side, count=count, seed=1), seed=1)
   for index in range(count):
     pair = pairs[index]
     image_io.save_image(root / "sharp" / f"{index:05d}.png", pair["sharp"])

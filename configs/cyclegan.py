@@ -27,8 +27,8 @@ def get_config(arg: str = "folders") -> ml_collections.ConfigDict:
     config.data.sharp = common.source("celeb_a", blurry=False)
     config.data.blurred = common.source("celeb_a", blurry=True)
   elif arg == "demo":
-    config.data.sharp = common.source("demo_sharp", count=400)
-    config.data.blurred = common.source("demo_blurred", count=400, max_blur_length=13.0)
+    config.data.sharp = common.source("demo_sharp", split="train", count=400)
+    config.data.blurred = common.source("demo_blurred", split="blurred", count=400, seed=1)
   else:
     config.data.sharp = common.source("folder")
     config.data.blurred = common.source("folder")
@@ -42,6 +42,7 @@ def get_config(arg: str = "folders") -> ml_collections.ConfigDict:
       features=64,
       disc_features=64,
       disc_layers=3,         # 70x70 PatchGAN
+      residual=False,        # True: generators add a correction to their input (not the reference)
   ))
   config.loss = ml_collections.ConfigDict(dict(
       cycle_weight=10.0,     # lambda of eq. 2

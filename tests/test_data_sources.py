@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceblur.data import demo, sources, tfds_pairs
+from faceblur.data import camera_blur, demo, factory, sources, tfds_pairs
 from faceblur.data.image_io import save_image
-from faceblur.errors import DataError, ImageReadError
+from faceblur.errors import ConfigError, DataError, ImageReadError
 
 
 def _image(seed, height=12, width=10):
@@ -238,16 +238,50 @@ def test_demo_faces_are_deterministic_per_seed():
   assert colour > 5  # grey LFW faces got a skin tint
 
 
-def test_demo_blurred_faces_are_blurrier_and_unpaired():
-  sharp = demo.DemoFaces(size=32, count=40, seed=0)
-  blurred = demo.DemoBlurredFaces(size=32, count=40, seed=1, max_blur_length=9.0)
+def test_demo_blurred_faces_are_camera_blurred_unpaired_other_people():
+  sharp = factory.make_source(factory.source_spec("demo_sharp", count=40, seed=0, split="train"),
+                              image_size=32)
+  blurred = factory.make_source(
+      factory.source_spec("demo_blurred", count=40, seed=1, split="blurred"), image_size=32)
   assert len(sharp) == len(blurred) == 40
   sharp_images = np.stack([sharp[i]["image"] for i in range(40)])
   blurred_images = np.stack([blurred[i]["image"] for i in range(40)])
   assert blurred_images.shape == sharp_images.shape and blurred_images.dtype == np.uint8
   assert _gradient_magnitude(blurred_images) < 0.75 * _gradient_magnitude(sharp_images)
   np.testing.assert_array_equal(blurred[3]["image"], blurred[3]["image"])  # per-index seeded
+  # The camera over the blurred group's own faces, seeded like the source.
+  faces = demo.DemoFaces(size=32, count=40, seed=1, group="blurred")
+  np.testing.assert_array_equal(
+      blurred[5]["image"], camera_blur.CameraBlurredImages(faces, seed=1)[5]["image"])
   assert sharp[0]["name"] != blurred[0]["name"]
+
+
+def test_demo_base_face_groups_are_disjoint_and_cover_every_face():
+  groups = {name: set(bases) for name, bases in demo.BASE_GROUPS.items() if name != "all"}
+  assert groups["train"].isdisjoint(groups["blurred"])
+  assert groups["test"].isdisjoint(groups["train"] | groups["blurred"])
+  assert set().union(*groups.values()) == set(demo.BASE_GROUPS["all"])
+  # A test face never comes from a training base: compare against every base at 32 px.
+  bases, _ = demo._base_faces(32)
+  test_faces = demo.demo_faces(size=32, count=21, seed=0, group="test")
+  assert len({face.tobytes() for face in test_faces}) == 21
+  with pytest.raises(ConfigError, match="unknown demo face group 'tset'"):
+    demo.demo_faces(size=32, count=2, group="tset")
+  assert bases.shape == (102, 32, 32, 3)
+
+
+def test_camera_blurred_pairs_from_a_spec():
+  spec = factory.source_spec("camera_blurred", base=dict(kind="demo_sharp", count=6,
+                                                         split="test"), seed=4, max_shake=0.3)
+  pairs = factory.make_paired_source(spec, image_size=32)
+  record = pairs[2]
+  base = demo.DemoFaces(size=32, count=6, seed=0, group="test")
+  np.testing.assert_array_equal(record["sharp"], base[2]["image"])
+  expected = camera_blur.CameraBlurredPairs(base, seed=4,
+                                            model=camera_blur.CameraModel(max_shake=0.3))
+  np.testing.assert_array_equal(record["blurred"], expected[2]["blurred"])
+  with pytest.raises(ConfigError, match="needs a base source"):
+    factory.make_paired_source(factory.source_spec("camera_blurred"))
 
 
 def test_kernel_blurred_pairs_wrap_any_source():

@@ -311,3 +311,15 @@ def test_residual_srn_starts_as_the_identity():
   coarse, finest = forward(model, blurred)
   np.testing.assert_allclose(finest, blurred, atol=1e-6)
   np.testing.assert_allclose(coarse, srn_lib.resize_images(blurred, 32, 32), atol=1e-6)
+
+
+def test_residual_generator_starts_as_the_identity_and_stays_in_range():
+  model = ResnetGenerator(num_blocks=1, features=8, residual=True, rngs=nnx.Rngs(0))
+  images = jax.random.uniform(jax.random.PRNGKey(7), (2, 32, 32, 3))
+  np.testing.assert_allclose(forward(model, images), images, atol=1e-6)
+  # A non-zero correction is added on the [-1, 1] scale and clipped there.
+  model.head.bias[...] = jnp.full_like(model.head.bias[...], 3.0)  # tanh(3) = 0.995
+  shifted = np.asarray(forward(model, images))
+  expected = (np.clip(2 * np.asarray(images) - 1 + np.tanh(3.0), -1, 1) + 1) / 2
+  np.testing.assert_allclose(shifted, expected, atol=1e-6)
+  assert shifted.max() == 1.0

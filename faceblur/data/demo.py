@@ -1,14 +1,17 @@
-"""The built-in demo set: real faces that ship inside scikit-image, and kernel-blurred pairs.
+"""The built-in demo set: real faces that ship inside packages, and kernel-blurred pairs.
 
-No face dataset ships in a package, so the demo (and the tests) use the 101 real faces that
-do: the astronaut portrait (`skimage.data.astronaut`, colour) and the 100 face crops of
-`skimage.data.lfw_subset` (grey, 25x25; its last 100 images are non-faces and are not used).
-A seeded augmentation (scale, shift, rotation, flip, colour and brightness jitter, and a
-plausible skin tint for the grey faces) makes as many distinct faces as asked for.
+No face dataset ships in a package, so the demo (and the tests) use the 102 real faces that
+do: two colour portraits, the astronaut (`skimage.data.astronaut`) and Grace Hopper
+(matplotlib's sample data), and the 100 face crops of `skimage.data.lfw_subset` (grey,
+25x25; its last 100 images are non-faces and are not used). A seeded augmentation (scale,
+shift, rotation, flip, colour and brightness jitter, and a plausible skin tint for the grey
+faces) makes as many distinct faces as asked for.
 
-Different seeds give different augmentations *and* a different assignment of base faces to
-indices, so `DemoFaces(seed=0)` and `DemoBlurredFaces(seed=1)` are unpaired domains, like
-sharp and blurred photos of different people.
+The base faces are split into disjoint groups (`BASE_GROUPS`), so that the stage-1 sharp
+domain, the stage-1 blurred domain and the test sets show different people: a test then
+measures deblurring, not memory of the training faces. Different seeds give different
+augmentations *and* a different assignment of base faces to indices, so two sources of one
+group are still unpaired.
 """
 
 import functools
@@ -18,11 +21,21 @@ from PIL import Image
 
 from faceblur.data import blur_kernels
 from faceblur.data.image_io import to_float, to_uint8
+from faceblur.errors import ConfigError
 
-# The astronaut's face (rows, columns) in the 512x512 portrait: brows to chin, with a little
-# hair and cheek on each side, framed like the LFW crops.
+# The faces (rows, columns) in the portraits: brows to chin, with a little hair and cheek on
+# each side, framed like the LFW crops.
 ASTRONAUT_FACE = (slice(55, 195), slice(158, 298))
+GRACE_HOPPER_FACE = (slice(118, 358), slice(145, 385))
 NUM_LFW_FACES = 100
+# Indices into the base faces (0: astronaut, 1: Grace Hopper, 2-101: LFW), fixed before any
+# result was seen: one colour portrait for training, one for testing.
+BASE_GROUPS = {
+    "train": (0, *range(2, 62)),      # the stage-1 sharp domain and the synthesis source
+    "blurred": tuple(range(62, 82)),  # the stage-1 "real blurred" domain
+    "test": (1, *range(82, 102)),     # every evaluation set
+}
+BASE_GROUPS["all"] = tuple(range(2 + NUM_LFW_FACES))
 
 # sRGB skin tones from light to dark; a grey face takes a random blend of two neighbours.
 SKIN_TONES = np.array([
@@ -32,19 +45,27 @@ SKIN_TONES = np.array([
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
+def _grace_hopper() -> np.ndarray:
+  import matplotlib.cbook  # noqa: PLC0415 — only the demo needs it
+
+  with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as handle:
+    return np.asarray(Image.open(handle).convert("RGB"))
+
+
 @functools.cache
 def _base_faces(size: int) -> tuple[np.ndarray, np.ndarray]:
-  """The 101 base faces at `size` x `size`, float32 RGB in [0, 1], and which are grey."""
+  """The 102 base faces at `size` x `size`, float32 RGB in [0, 1], and which are grey."""
   import skimage.data  # noqa: PLC0415 — imports in ~1 s; only the demo needs it
 
   astronaut = skimage.data.astronaut()[ASTRONAUT_FACE]
+  hopper = _grace_hopper()[GRACE_HOPPER_FACE]
   lfw = (skimage.data.lfw_subset()[:NUM_LFW_FACES] * 255).round().astype(np.uint8)
-  faces = [astronaut] + [np.repeat(face[..., None], 3, axis=-1) for face in lfw]
+  faces = [astronaut, hopper] + [np.repeat(face[..., None], 3, axis=-1) for face in lfw]
   # Lanczos keeps the upsampled 25 px LFW crops as crisp as they can be: they are the
   # "sharp" domain.
   resized = [np.asarray(Image.fromarray(face).resize((size, size), Image.LANCZOS))
              for face in faces]
-  is_grey = np.array([False] + [True] * NUM_LFW_FACES)
+  is_grey = np.array([False, False] + [True] * NUM_LFW_FACES)
   return to_float(np.stack(resized)), is_grey
 
 
@@ -93,13 +114,14 @@ def _colour_jitter(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def _demo_faces_cached(size: int, count: int, seed: int) -> np.ndarray:
+def _demo_faces_cached(size: int, count: int, seed: int, group: str) -> np.ndarray:
   bases, is_grey = _base_faces(size)
-  num_bases = len(bases)
-  # Every base face is used equally often (one seeded permutation per round of 101), and
-  # face i depends only on (seed, i): a larger `count` extends a smaller one.
-  order = np.concatenate([np.random.default_rng([seed, round_index]).permutation(num_bases)
-                          for round_index in range(-(-count // num_bases))])[:count]
+  group_bases = np.asarray(BASE_GROUPS[group])
+  # Every base face of the group is used equally often (one seeded permutation per round),
+  # and face i depends only on (seed, i): a larger `count` extends a smaller one.
+  rounds = -(-count // len(group_bases))
+  order = np.concatenate([group_bases[np.random.default_rng([seed, round_index]).permutation(
+      len(group_bases))] for round_index in range(rounds)])[:count]
   faces = np.empty((count, size, size, 3), np.uint8)
   for index, base in enumerate(order):
     rng = np.random.default_rng([seed, index, size])
@@ -109,28 +131,36 @@ def _demo_faces_cached(size: int, count: int, seed: int) -> np.ndarray:
   return faces
 
 
-def demo_faces(*, size: int = 64, count: int = 400, seed: int = 0) -> np.ndarray:
-  """`count` augmented real faces, uint8 (count, size, size, 3); same arguments, same bytes."""
+def demo_faces(*, size: int = 64, count: int = 400, seed: int = 0,
+               group: str = "all") -> np.ndarray:
+  """`count` augmented real faces of a `BASE_GROUPS` group, uint8 (count, size, size, 3);
+  same arguments, same bytes."""
   if size < 8 or count < 1:
     raise ValueError(f"demo_faces needs size >= 8 and count >= 1 (got {size}, {count})")
-  return _demo_faces_cached(int(size), int(count), int(seed))
+  if group not in BASE_GROUPS:
+    raise ConfigError(f"unknown demo face group {group!r}; choose one of "
+                      f"{', '.join(BASE_GROUPS)}")
+  return _demo_faces_cached(int(size), int(count), int(seed), group)
 
 
 class DemoFaces:
-  """grain source over `demo_faces(...)`: records {'image': uint8, 'name': 'demo/<seed>/<i>'}."""
+  """grain source over `demo_faces(...)`: records {'image': uint8, 'name':
+  'demo/<group>/<seed>/<i>'}."""
 
-  def __init__(self, *, size: int = 64, count: int = 400, seed: int = 0):
-    self.size, self.count, self.seed = size, count, seed
-    self.images = demo_faces(size=size, count=count, seed=seed)
+  def __init__(self, *, size: int = 64, count: int = 400, seed: int = 0, group: str = "all"):
+    self.size, self.count, self.seed, self.group = size, count, seed, group
+    self.images = demo_faces(size=size, count=count, seed=seed, group=group)
 
   def __len__(self) -> int:
     return self.count
 
   def __getitem__(self, index: int) -> dict:
-    return {"image": self.images[index], "name": f"demo/{self.seed}/{index % self.count:05d}"}
+    return {"image": self.images[index],
+            "name": f"demo/{self.group}/{self.seed}/{index % self.count:05d}"}
 
   def __repr__(self) -> str:
-    return f"DemoFaces(size={self.size}, count={self.count}, seed={self.seed})"
+    return (f"DemoFaces(size={self.size}, count={self.count}, seed={self.seed}, "
+            f"group={self.group!r})")
 
 
 def default_max_blur_length(image_size: int) -> float:
@@ -168,28 +198,3 @@ class KernelBlurredPairs:
 
   def __repr__(self) -> str:
     return f"KernelBlurredPairs({self.base!r}, seed={self.seed})"
-
-
-class DemoBlurredFaces:
-  """The demo's "real blurred" domain: demo faces blurred by random camera shake.
-
-  Records {'image': uint8, 'name'}. Use a different seed from the sharp domain's
-  `DemoFaces`, so the two hold different augmentations in a different order (unpaired).
-  """
-
-  def __init__(self, *, size: int = 64, count: int = 400, seed: int = 1,
-               max_blur_length: float | None = None):
-    self.size, self.count, self.seed = size, count, seed
-    self.pairs = KernelBlurredPairs(DemoFaces(size=size, count=count, seed=seed), seed=seed,
-                                    max_blur_length=max_blur_length)
-
-  def __len__(self) -> int:
-    return self.count
-
-  def __getitem__(self, index: int) -> dict:
-    record = self.pairs.base[index]
-    return {"image": self.pairs.blur(record["image"], index),
-            "name": f"demo_blurred/{self.seed}/{index % self.count:05d}"}
-
-  def __repr__(self) -> str:
-    return f"DemoBlurredFaces(size={self.size}, count={self.count}, seed={self.seed})"

@@ -7,17 +7,21 @@ import ml_collections
 from faceblur.errors import ConfigError
 
 UNPAIRED_KINDS = ("folder", "celeb_a", "demo_sharp", "demo_blurred")
-PAIRED_KINDS = ("paired_folder", "tfds_pairs", "kernel_blurred")
+PAIRED_KINDS = ("paired_folder", "tfds_pairs", "kernel_blurred", "camera_blurred")
 
 
 def source_spec(kind: str, path: str = "", **kwargs) -> ml_collections.ConfigDict:
   """A data-source spec with every field present (configs override what they need).
 
-  kinds: folder, paired_folder, celeb_a, tfds_pairs, demo_sharp, demo_blurred, and
-  kernel_blurred (pairs made by blurring a `base` source with random camera-shake kernels).
+  kinds: folder, paired_folder, celeb_a, tfds_pairs; demo_sharp (real demo faces) and
+  demo_blurred (demo faces through the simulated camera, `camera_blur`), whose `split` names
+  a group of base faces (`demo.BASE_GROUPS`: train, blurred, test or all); kernel_blurred
+  (pairs made by blurring a `base` source with random camera-shake kernels, the paper's
+  baseline) and camera_blurred (pairs made by the simulated camera). `max_shake` > 0
+  overrides the camera's shake length (a fraction of the side); `size` > 0 sizes demo faces.
   """
   spec = dict(kind=kind, path=path, split="train", blurry=None, count=0, seed=0, base=None,
-              max_blur_length=0.0)
+              max_blur_length=0.0, max_shake=0.0, size=0)
   unknown = set(kwargs) - set(spec)
   if unknown:
     raise ConfigError(f"unknown data source key {sorted(unknown)[0]!r}; known: {', '.join(spec)}")
@@ -42,19 +46,28 @@ def make_source(spec, *, image_size: int | None = None):
 
   `image_size` sizes generated images (the demo); files are returned as stored.
   """
-  from faceblur.data import demo, sources  # noqa: PLC0415 — configs import this module
+  from faceblur.data import camera_blur, demo, sources  # noqa: PLC0415 — configs import this
 
   spec = _spec(spec)
   if spec.kind == "folder":
     return sources.ImageFolder(_required_path(spec))
   if spec.kind == "celeb_a":
     return sources.CelebA(split=spec.split, blurry=spec.blurry, data_dir=spec.path or None)
-  if spec.kind == "demo_sharp":
-    return demo.DemoFaces(size=image_size or 64, count=spec.count or 400, seed=spec.seed)
-  if spec.kind == "demo_blurred":
-    return demo.DemoBlurredFaces(size=image_size or 64, count=spec.count or 400, seed=spec.seed,
-                                 max_blur_length=spec.max_blur_length or None)
+  if spec.kind in ("demo_sharp", "demo_blurred"):
+    faces = demo.DemoFaces(size=spec.size or image_size or 64, count=spec.count or 400,
+                           seed=spec.seed, group=spec.split or "all")
+    if spec.kind == "demo_sharp":
+      return faces
+    return camera_blur.CameraBlurredImages(faces, seed=spec.seed, model=_camera_model(spec))
   raise _wrong_kind(spec.kind, paired_wanted=False)
+
+
+def _camera_model(spec):
+  from faceblur.data import camera_blur  # noqa: PLC0415
+
+  if spec.max_shake > 0:
+    return camera_blur.CameraModel(max_shake=spec.max_shake)
+  return camera_blur.CameraModel()
 
 
 def make_paired_source(spec, *, image_size: int | None = None):
@@ -63,7 +76,7 @@ def make_paired_source(spec, *, image_size: int | None = None):
   A `paired_folder` path may hold `train/` and `test/` sub-folders (what synthesis writes):
   `split` picks one.
   """
-  from faceblur.data import demo, sources  # noqa: PLC0415
+  from faceblur.data import camera_blur, demo, sources  # noqa: PLC0415
 
   spec = _spec(spec)
   if spec.kind == "paired_folder":
@@ -79,6 +92,11 @@ def make_paired_source(spec, *, image_size: int | None = None):
     base = make_source(spec.base, image_size=image_size)
     return demo.KernelBlurredPairs(base, seed=spec.seed,
                                    max_blur_length=spec.max_blur_length or None)
+  if spec.kind == "camera_blurred":
+    if not spec.base:
+      raise ConfigError("data source of kind 'camera_blurred' needs a base source (set .base)")
+    base = make_source(spec.base, image_size=image_size)
+    return camera_blur.CameraBlurredPairs(base, seed=spec.seed, model=_camera_model(spec))
   raise _wrong_kind(spec.kind, paired_wanted=True)
 
 

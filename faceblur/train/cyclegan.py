@@ -36,7 +36,8 @@ def module_factories(config: ml_collections.ConfigDict) -> dict:
   """Constructors of the four networks, keyed by role."""
   model, dtype = config.model, state_lib.compute_dtype(config)
   generator = functools.partial(
-      ResnetGenerator, num_blocks=model.num_blocks, features=model.features, dtype=dtype)
+      ResnetGenerator, num_blocks=model.num_blocks, features=model.features,
+      residual=model.get("residual", False), dtype=dtype)
   critic = functools.partial(
       PatchDiscriminator, features=model.disc_features, num_layers=model.disc_layers, dtype=dtype)
   return {
