@@ -45,12 +45,63 @@ def _without_orbax_traceback(record: python_logging.LogRecord) -> bool:
   return True
 
 
+_FACEBLUR_SOURCES = os.path.join(os.path.dirname(os.path.realpath(__file__)), "faceblur", "")
+
+
+class _LogFile(python_logging.Handler):
+  """Appends records to `<workdir>/log.txt`, next to a training stage's own lines. Opened per
+  record (they are few) and never an error: a workdir that cannot be written is reported by
+  the job in one line."""
+
+  def __init__(self, path: pathlib.Path):
+    super().__init__()
+    self.path = path
+    self.setFormatter(logging.PythonFormatter())
+
+  def emit(self, record: python_logging.LogRecord) -> None:
+    try:
+      line = self.format(record)
+      self.path.parent.mkdir(parents=True, exist_ok=True)
+      with open(self.path, "a") as log:
+        log.write(line + "\n")
+    except (OSError, ValueError):
+      pass
+
+
+class _ConsoleFormatter(python_logging.Formatter):
+  """faceblur's own warnings (a skipped file) as one 'warning: ...' line, as the ones it
+  prints; anything else in absl's format."""
+
+  def __init__(self, fallback: python_logging.Formatter | None):
+    super().__init__()
+    self.fallback = fallback or logging.PythonFormatter()
+
+  def format(self, record: python_logging.LogRecord) -> str:
+    if os.path.realpath(record.pathname).startswith(_FACEBLUR_SOURCES) and not record.exc_info:
+      return f"{record.levelname.lower()}: {record.getMessage()}"
+    return self.fallback.format(record)
+
+
+def _quiet_console(workdir: str | None) -> None:
+  """The console gets faceblur's lines and real errors, not absl's chatter: orbax (through
+  absl) warns about routine things ('Given directory is read only', 'read_only=True, setting
+  save_interval_steps=0') on every inference load. absl records below ERROR go to
+  `<workdir>/log.txt` when there is a workdir; `--verbosity` shows everything as before."""
+  absl_logger = python_logging.getLogger("absl")
+  absl_logger.addFilter(_without_orbax_traceback)
+  console = logging.get_absl_handler()
+  console.addFilter(lambda record: record.name != "absl" or record.levelno >= python_logging.ERROR)
+  console.setFormatter(_ConsoleFormatter(console.python_handler.formatter))
+  if workdir:
+    absl_logger.addHandler(_LogFile(pathlib.Path(workdir) / "log.txt"))
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    python_logging.getLogger("absl").addFilter(_without_orbax_traceback)
+    _quiet_console(FLAGS.workdir)
   from faceblur import jobs  # noqa: PLC0415 — flag parsing and --help stay fast
   from faceblur.errors import FaceblurError, StorageError  # noqa: PLC0415
 

@@ -9,10 +9,21 @@ Writes go on in the background; a failed one (full disk, read-only or vanished f
 reported by the next `save` or `wait_until_finished` as one `StorageError` line naming the
 step, the OS's reason and the last complete checkpoint, which orbax never deletes before
 its successor is complete.
+
+A checkpoint damaged after the fact (files truncated by a broken copy or a disk error, or
+deleted) does not end the run: restoring without a step takes the newest checkpoint that
+restores, with one warning line per damaged one skipped. A training run moves a skipped one
+aside to `<step>.damaged` (kept, never deleted), so that saving that step again later does
+not collide with it. A checkpoint of another stage or config is no damage: it stops with the
+one line naming the key, whatever older checkpoints there are.
 """
 
 import json
+import logging
 import pathlib
+import re
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -42,6 +53,64 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
   return flat
 
 
+def _reason(error: BaseException, limit: int = 160) -> str:
+  """The gist of why a checkpoint did not restore, for one line. tensorstore chains its
+  contexts ('OUT_OF_RANGE: Error opening "cast" driver: ...: Requested byte range [0, 12663)
+  is not valid ...') and appends kilobytes of spec: keep the status and the innermost cause."""
+  text = (str(error).strip().splitlines() or [""])[0]
+  text = re.sub(r"\s*\[tensorstore_spec.*$", "", text)
+  status = re.match(r"([A-Z][A-Z_]+): (.*)", text)
+  if status:
+    text = f"{status.group(1)}: {status.group(2).split(': ')[-1]}"
+  else:
+    text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+  return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+class _Unrestorable(Exception):
+  """The files of one checkpoint do not read (internal to the fallback)."""
+
+  def __init__(self, reason: str):
+    super().__init__(reason)
+    self.reason = reason
+
+
+_QUIET_DIRECTORIES: set[str] = set()
+_previous_unraisablehook: list[Callable[[Any], None]] = []
+
+
+def _unraisablehook(unraisable: Any) -> None:
+  error = unraisable.exc_value
+  if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+    (_previous_unraisablehook[-1] if _previous_unraisablehook else sys.__unraisablehook__)(
+        unraisable)
+
+
+def _not_about_a_failed_restore(record: logging.LogRecord) -> bool:
+  error = record.exc_info[1] if record.exc_info else None
+  return error is None or not any(path in str(error) for path in _QUIET_DIRECTORIES)
+
+
+def _quiet_failed_restore_leftovers(directory: pathlib.Path) -> None:
+  """A failed orbax restore leaves tensorstore reads in flight: as they finish, even before
+  the error reaches us, they call back into orbax's closed event loop (a traceback each
+  through `sys.unraisablehook`, hundreds for one checkpoint) or leave futures whose error
+  asyncio logs when they are collected. They say nothing the one warning line does not, so
+  drop exactly those, for every restore from `directory` on."""
+  _QUIET_DIRECTORIES.add(str(directory))
+  if sys.unraisablehook is not _unraisablehook:
+    _previous_unraisablehook.append(sys.unraisablehook)
+    sys.unraisablehook = _unraisablehook
+  asyncio_logger = logging.getLogger("asyncio")
+  if _not_about_a_failed_restore not in asyncio_logger.filters:
+    asyncio_logger.addFilter(_not_about_a_failed_restore)
+
+
+def _print_warning(line: str) -> None:
+  if jax.process_index() == 0:
+    print(line, file=sys.stderr, flush=True)
+
+
 def _changed_keys(saved: ml_collections.ConfigDict | dict,
                   wanted: ml_collections.ConfigDict | dict) -> list[tuple[str, Any, Any]]:
   """(dotted key, saved value, wanted value) for every leaf of the two configs that differs."""
@@ -56,6 +125,7 @@ class Checkpointer:
   def __init__(self, directory: str | pathlib.Path, *, max_to_keep: int = 3,
                save_interval_steps: int = 1, read_only: bool = False):
     self.directory = pathlib.Path(directory).absolute()
+    self._read_only = read_only
     if read_only and not self.directory.is_dir():
       raise CheckpointError(f"{self.directory}: no checkpoint folder")
     options = ocp.CheckpointManagerOptions(
@@ -102,28 +172,101 @@ class Checkpointer:
     return restored[CONFIG_ITEM]
 
   def restore(self, abstract_state: Any, config: ml_collections.ConfigDict | None = None,
-              *, step: int | None = None) -> Any:
-    """Restores `step` (default: latest) into the structure and shardings of `abstract_state`."""
-    step = self._require_step(step)
+              *, step: int | None = None, log: Callable[[str], None] | None = None) -> Any:
+    """Restores `step` (default: the newest that restores, see the module docstring) into the
+    structure and shardings of `abstract_state`. With `config`, a checkpoint of another job,
+    model or optimiser is refused in one line instead. Warnings also go to `log`."""
+    _, _, state = self.restore_with_config(lambda saved: abstract_state, config, step=step,
+                                           log=log)
+    return state
+
+  def restore_with_config(self, abstract_for: Callable[[dict[str, Any]], Any],
+                          config: ml_collections.ConfigDict | None = None, *,
+                          step: int | None = None, log: Callable[[str], None] | None = None
+                          ) -> tuple[int, dict[str, Any], Any]:
+    """(step, saved config, state) as `restore`, the restore target built by
+    `abstract_for(saved config)`: inference rebuilds the networks from the checkpoint's own
+    config, which a damaged checkpoint may not have. A `CheckpointError` from `abstract_for`
+    (a checkpoint of the wrong stage) stops the search."""
+    if step is not None:
+      try:
+        return step, *self._restore_one(step, abstract_for, config)
+      except _Unrestorable as error:
+        raise CheckpointError(
+            f"{self.directory}/{step}: cannot be restored ({error.reason})") from None
+    steps = sorted(self._manager.all_steps(), reverse=True)
+    if not steps:
+      raise CheckpointError(f"{self.directory}: no complete checkpoint found")
+    damaged: list[tuple[int, str]] = []
+    for candidate in steps:
+      try:
+        saved, state = self._restore_one(candidate, abstract_for, config)
+      except _Unrestorable as error:
+        damaged.append((candidate, error.reason))
+        continue
+      for bad_step, reason in damaged:
+        line = (f"warning: {self.directory}/{bad_step} cannot be restored ({reason}); using "
+                f"{self.directory}/{candidate} instead{self._move_aside(bad_step)}")
+        _print_warning(line)
+        if log is not None:
+          log(line)
+      return candidate, saved, state
+    hint = "" if self._read_only else "; move the folder away to train afresh"
+    raise CheckpointError(
+        f"{self.directory}: none of its checkpoints can be restored ("
+        + "; ".join(f"step {bad_step}: {reason}" for bad_step, reason in damaged) + ")" + hint)
+
+  def _restore_one(self, step: int, abstract_for: Callable[[dict[str, Any]], Any],
+                   config: ml_collections.ConfigDict | None) -> tuple[dict[str, Any], Any]:
+    """Raises `_Unrestorable` when the files of `step` do not read, `CheckpointError` when
+    they do but belong to another network (a config that differs explains the failure)."""
+    _quiet_failed_restore_leftovers(self.directory)
+    try:
+      saved = self.saved_config(step)
+    except Exception as error:  # unreadable, truncated or missing: JSON, OS, orbax errors
+      raise _Unrestorable(_reason(error)) from None
     if config is not None:
-      self.check_compatible(config, step)
+      self._check_compatible(saved, config)
+    abstract_state = abstract_for(saved)
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(**{
           STATE_ITEM: ocp.args.StandardRestore(abstract_state)}))
-    except (ValueError, KeyError, TypeError) as error:
-      first_line = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
-      differing = self._differing_keys(config, step) if config is not None else ""
-      raise CheckpointError(
-          f"{self.directory}/{step}: does not fit this network"
-          + (f"; the config differs in {differing}" if differing else f" ({first_line})")
-      ) from None
-    return restored[STATE_ITEM]
+    except Exception as error:  # tensorstore's ValueErrors, a KeyError for a missing item...
+      differing = self._differing_keys(saved, config) if config is not None else ""
+      if differing:
+        raise CheckpointError(f"{self.directory}/{step}: does not fit this network; the "
+                              f"config differs in {differing}") from None
+      raise _Unrestorable(_reason(error)) from None
+    return saved, restored[STATE_ITEM]
 
-  def _differing_keys(self, config: ml_collections.ConfigDict, step: int,
+  def _move_aside(self, step: int) -> str:
+    """Renames a damaged `step` to `<step>.damaged` so that the run can save `step` again;
+    the sentence to append to the warning."""
+    if self._read_only:
+      return ""
+    source = self.directory / str(step)
+    target, number = source.with_name(f"{step}.damaged"), 1
+    while target.exists():  # damaged again after an earlier move: keep both
+      number += 1
+      target = source.with_name(f"{step}.damaged.{number}")
+    moved = f"; kept the damaged one as {target}"
+    if jax.process_index() == 0:
+      try:
+        source.rename(target)
+      except OSError as error:
+        moved = f"; could not move the damaged one aside ({os_reason(error)})"
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # noqa: PLC0415
+
+      multihost_utils.sync_global_devices(f"faceblur: moved aside {source}")
+    self._manager.reload()
+    return moved
+
+  def _differing_keys(self, saved: dict[str, Any], config: ml_collections.ConfigDict,
                       limit: int = 3) -> str:
-    """'key=saved (now new), ...' for the config keys that changed since `step` was saved."""
-    changed = [f"{key}={saved!r} (now {wanted!r})"
-               for key, saved, wanted in _changed_keys(self.saved_config(step), config)
+    """'key=saved (now new), ...' for the config keys that changed since `saved`."""
+    changed = [f"{key}={old!r} (now {new!r})"
+               for key, old, new in _changed_keys(saved, config)
                if not key.endswith("_every_steps") and not key.startswith(_RUN_CONTROL_KEYS)]
     more = f" and {len(changed) - limit} more" if len(changed) > limit else ""
     return ", ".join(changed[:limit]) + more
@@ -131,7 +274,10 @@ class Checkpointer:
   def check_compatible(self, config: ml_collections.ConfigDict, step: int | None = None) -> None:
     """Raises a one-line `CheckpointError` naming the first model key (or the job) that
     differs between the saved config and `config`."""
-    saved_config = self.saved_config(step)
+    self._check_compatible(self.saved_config(step), config)
+
+  def _check_compatible(self, saved_config: dict[str, Any],
+                        config: ml_collections.ConfigDict) -> None:
     if saved_config.get("job") != config.get("job"):
       raise CheckpointError(
           f"{self.directory}: holds a {saved_config.get('job')!r} checkpoint but this is the "

@@ -82,11 +82,14 @@ def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
 
 
 def restore_or_keep(checkpointer: Checkpointer, state: TrainState,
-                    config: ml_collections.ConfigDict) -> TrainState:
-  """The latest complete checkpoint if there is one, else `state` unchanged."""
+                    config: ml_collections.ConfigDict,
+                    writer: MetricWriter | None = None) -> TrainState:
+  """The newest checkpoint that restores if there is one, else `state` unchanged; a damaged
+  one skipped is also noted in the run's log."""
   if checkpointer.latest_step() is None:
     return state
-  return checkpointer.restore(abstract_like(state), config)
+  log = (lambda line: writer.write_text(line, console=False)) if writer is not None else None
+  return checkpointer.restore(abstract_like(state), config, log=log)
 
 
 def train(
@@ -107,7 +110,7 @@ def train(
   """
   checkpointer = Checkpointer(workdir / "checkpoints",
                               max_to_keep=config.max_checkpoints_to_keep)
-  state = restore_or_keep(checkpointer, state, config)
+  state = restore_or_keep(checkpointer, state, config, writer)
   start_step = int(jax.device_get(state.step))
   if start_step:
     writer.write_text(f"Resuming from {checkpointer.directory}/{start_step}")

@@ -47,21 +47,28 @@ def load_trained(workdir: str | pathlib.Path, job: str, *,
               srn.init_fn),
   }
   directory = checkpoint_dir(workdir)
-  checkpointer = Checkpointer(directory, read_only=True)
-  saved = checkpointer.saved_config(step)
-  config = ml_collections.ConfigDict(saved)
-  if config.get("job") != job:
-    raise CheckpointError(
-        f"{directory}: is a {config.get('job')!r} checkpoint, expected a {job!r} one")
-  make_networks, make_optimizer, init_fn = stages[job]
-  # Inference needs no mixed-precision training setting to match: use what it was trained with.
-  tx = make_optimizer(config, 1)
   mesh = partitioning.make_mesh(1)
-  abstract: TrainState = jax.eval_shape(init_fn(config, tx), jax.random.PRNGKey(0))
   sharding = partitioning.replicated(mesh)
-  abstract = jax.tree.map(
-      lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding), abstract)
-  restored = checkpointer.restore(abstract, step=step)
-  checkpointer.close()
+
+  def abstract_for(saved: dict) -> TrainState:
+    """The restore target, from the checkpoint's own config (each one tried carries it)."""
+    config = ml_collections.ConfigDict(saved)
+    if config.get("job") != job:
+      raise CheckpointError(
+          f"{directory}: is a {config.get('job')!r} checkpoint, expected a {job!r} one")
+    _, make_optimizer, init_fn = stages[job]
+    # Inference needs no mixed-precision training setting to match: use what it was trained with.
+    tx = make_optimizer(config, 1)
+    abstract = jax.eval_shape(init_fn(config, tx), jax.random.PRNGKey(0))
+    return jax.tree.map(
+        lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding), abstract)
+
+  checkpointer = Checkpointer(directory, read_only=True)
+  try:  # a damaged newest checkpoint falls back to the newest that restores, with a warning
+    _, saved, restored = checkpointer.restore_with_config(abstract_for, step=step)
+  finally:
+    checkpointer.close()
+  config = ml_collections.ConfigDict(saved)
+  make_networks = stages[job][0]
   return TrainedModel(config=config, networks=make_networks(config), params=restored.params,
                       step=int(restored.step))
