@@ -61,6 +61,13 @@ def test_demo_pipeline_runs_end_to_end_and_resumes(tmp_path):
   for method in synthesized["quality"].values():
     assert 0 < method["psnr"] < 100 and 0 < method["ssim"] <= 1
   assert (workdir / "evaluation" / "figure_synthesized.png").exists()
+  # The camera-blurred held-out people: every method's quality and detection, and the
+  # realism of the synthesised and the kernel blur measured against the camera's.
+  camera = report["test_sets"]["camera_blurred"]
+  assert set(camera["quality"]) == set(synthesized["quality"])
+  assert set(camera["detection"]) == {"ground_truth", *synthesized["quality"]}
+  assert (workdir / "evaluation" / "figure_camera_blurred.png").exists()
+  assert {"synthesized", "kernel_blurred", "camera_blurred"} <= set(report["blur_realism"])
   assert "Table 1" in result.stdout and "Table 2" in result.stdout
   train_pairs = list((workdir / "pairs" / "train" / "blurred").glob("*.png"))
   test_pairs = list((workdir / "pairs" / "test" / "blurred").glob("*.png"))
