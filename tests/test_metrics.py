@@ -1,6 +1,5 @@
 """PSNR and SSIM agree with scikit-image on real, really degraded images."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -95,18 +94,3 @@ def test_bad_shapes_are_rejected():
   with pytest.raises(ValueError, match="at least 11"):
     metrics.ssim(jnp.zeros((1, 10, 16, 3)), jnp.zeros((1, 10, 16, 3)))
 
-
-def test_quality_metrics_keeps_running_means(pairs):
-  restored, reference = pairs
-  totals = metrics.QualityMetrics.empty()
-  for i in range(3):
-    totals = totals.merge(metrics.QualityMetrics.from_images(restored[i:i + 1],
-                                                             reference[i:i + 1]))
-  means = totals.compute()
-  assert set(means) == {"psnr", "ssim"}
-  np.testing.assert_allclose(means["psnr"], np.mean(metrics.psnr(restored, reference)), rtol=1e-6)
-  np.testing.assert_allclose(means["ssim"], np.mean(metrics.ssim(restored, reference)), rtol=1e-6)
-  # From values computed elsewhere (e.g. inside a jitted eval step).
-  values = jax.jit(lambda a, b: metrics.QualityMetrics.single_from_model_output(
-      psnr=metrics.psnr(a, b), ssim=metrics.ssim(a, b)))(restored, reference)
-  np.testing.assert_allclose(values.compute()["ssim"], means["ssim"], rtol=1e-6)

@@ -92,20 +92,6 @@ def test_small_image_is_one_tile_padded_to_the_multiple():
   np.testing.assert_allclose(out, np.asarray(_box_blur(image[None]))[0], atol=1e-5)
 
 
-def test_pad_to_multiple():
-  image = np.arange(5 * 3 * 2, dtype=np.float32).reshape(5, 3, 2)
-  padded, size = tiling.pad_to_multiple(image, 4)
-  assert size == (5, 3) and padded.shape == (8, 4, 2)
-  np.testing.assert_array_equal(padded[:5, :3], image)
-  np.testing.assert_array_equal(padded[7, 3], image[4, 2])  # edge
-  reflected, _ = tiling.pad_to_multiple(image, 4, mode="reflect")
-  np.testing.assert_array_equal(reflected[5, :3], image[3])
-  batch, size = tiling.pad_to_multiple(np.stack([image, image]), 2)
-  assert size == (5, 3) and batch.shape == (2, 6, 4, 2)
-  same, _ = tiling.pad_to_multiple(image, 1)
-  assert same.shape == image.shape
-
-
 def test_function_output_shape_and_bad_settings_are_rejected():
   image = _image(64, 64)
   with pytest.raises(ValueError, match="preserve the shape"):

@@ -3,10 +3,10 @@
 grain reads them directly (`grain.MapDataset.source(source)`). Images stay uint8 HxWx3 in
 the records (4x smaller than float32 when records cross process boundaries); the pipeline's
 transforms convert them. Decoding is lazy: building a source only lists files, and a corrupt
-file raises `ImageReadError` naming it when it is read (call `validate()` on small folders
-to find bad files up front). Training wraps its sources in `SkipBadRecords`, which replaces
-such records instead, so one bad file among thousands never stops a run. Sources are
-picklable, so grain worker processes can use them.
+file raises `ImageReadError` naming it when it is read. Training wraps its sources in
+`SkipBadRecords`, which replaces such records (and images too small for the crop) instead, so
+one bad file among thousands never stops a run. Sources are picklable, so grain worker
+processes can use them.
 """
 
 import io
@@ -17,11 +17,9 @@ import re
 import tempfile
 import threading
 import zipfile
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from faceblur.data import image_io
 from faceblur.errors import ConfigError, DataError, ImageReadError
@@ -34,40 +32,11 @@ def _relative_name(path: pathlib.Path, root: pathlib.Path) -> str:
 
 
 class ImageFolder:
-  """Unpaired images under `root` (recursive): records {'image': uint8 HxWx3, 'name': str}.
+  """Unpaired images under `root` (recursive): records {'image': uint8 HxWx3, 'name': str}."""
 
-  `min_size`: images whose shorter side is below it are skipped with one warning naming the
-  count and the first of them (real photo folders hold a few thumbnails; training must not
-  stop for them), and files whose header cannot be read with one warning each. Only the
-  file headers are read for this, not the pixels.
-  """
-
-  def __init__(self, root: str | os.PathLike, *, min_size: int | None = None):
+  def __init__(self, root: str | os.PathLike):
     self.root = pathlib.Path(root).expanduser()
-    paths = image_io.list_images(self.root)
-    if min_size:
-      paths = self._large_enough(paths, min_size)
-    self.paths = paths
-
-  def _large_enough(self, paths: list[pathlib.Path], min_size: int) -> list[pathlib.Path]:
-    kept, small, unreadable = [], [], 0
-    for path in paths:
-      try:
-        with Image.open(path) as image:
-          side = min(image.size)
-      except Exception as error:  # noqa: BLE001 — any header failure is this file's problem
-        logging.warning("skipped %s: cannot read the image header (%s)", path,
-                        type(error).__name__)
-        unreadable += 1
-        continue
-      (kept if side >= min_size else small).append(path)
-    if small:
-      logging.warning("%s: skipped %d image(s) smaller than %d px, e.g. %s", self.root,
-                      len(small), min_size, _relative_name(small[0], self.root))
-    if not kept:
-      reason = "unreadable or " if unreadable else ""
-      raise DataError(f"{self.root}: every image is {reason}smaller than min_size={min_size} px")
-    return kept
+    self.paths = image_io.list_images(self.root)
 
   def __len__(self) -> int:
     return len(self.paths)
@@ -75,18 +44,6 @@ class ImageFolder:
   def __getitem__(self, index: int) -> Record:
     path = self.paths[index]
     return {"image": image_io.load_image(path), "name": _relative_name(path, self.root)}
-
-  def validate(self, *, strict: bool = True) -> list[tuple[pathlib.Path, str]]:
-    """Decodes every file: raises on the first bad one, or (strict=False) lists them all."""
-    bad = []
-    for path in self.paths:
-      try:
-        image_io.load_image(path)
-      except ImageReadError as error:
-        if strict:
-          raise
-        bad.append((path, str(error)))
-    return bad
 
   def __repr__(self) -> str:
     return f"ImageFolder({str(self.root)!r}, {len(self)} images)"
@@ -446,22 +403,6 @@ class SkipBadRecords:
 
   def __repr__(self) -> str:
     return f"SkipBadRecords({self.source!r}, min_size={self.min_size})"
-
-
-class Subset:
-  """The records of `source` at `indices` (e.g. one side of `train_test_split`)."""
-
-  def __init__(self, source, indices: Sequence[int]):
-    self.source, self.indices = source, np.asarray(indices, dtype=np.int64)
-
-  def __len__(self) -> int:
-    return len(self.indices)
-
-  def __getitem__(self, index: int) -> Record:
-    return self.source[int(self.indices[index])]
-
-  def __repr__(self) -> str:
-    return f"Subset({self.source!r}, {len(self)} of {len(self.source)})"
 
 
 def train_test_split(num: int, *, test_fraction: float = 0.2,

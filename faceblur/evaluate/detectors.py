@@ -1,9 +1,9 @@
-"""Face detectors behind one small interface, and the detection success rate of the paper's Table 2.
+"""Face detectors behind one small interface, and what the paper's Table 2 counts as a success.
 
 A detector maps an HxWx3 float32 image in [0, 1] to `Detection`s already filtered by its own
-threshold. The success rate counts an image as a success when the detector finds the face: with
-a known ground-truth box, a detection overlapping it with IoU >= 0.5; without one (face crops,
-where the face is the image), any detection at all.
+threshold. An image counts as a success when the detector finds the face: with a known
+ground-truth box, a detection overlapping it with IoU >= 0.5; without one (face crops, where
+the face is the image), any detection at all (`face_found`).
 
 `make_detector('mtcnn')` is the project's detector (JAX port of the `mtcnn` 1.0.0 weights, see
 `faceblur.evaluate.mtcnn`); `make_detector('haar')` is OpenCV's frontal-face Haar cascade, which
@@ -47,18 +47,6 @@ class FaceDetector(Protocol):
     """One line for reports: detector, package version of the weights, thresholds."""
 
 
-@dataclasses.dataclass(frozen=True)
-class DetectionRate:
-  """Share of images where the face was found, and which ones."""
-  rate: float
-  found: tuple[bool, ...]
-  detections: tuple[list[Detection], ...]
-
-  @property
-  def count(self) -> int:
-    return len(self.found)
-
-
 def as_rgb_batch(images: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
   """A batch (N, H, W, 3), or a sequence of HxWx3 / HxW / HxWx1 images -> list of HxWx3 float32.
 
@@ -97,19 +85,6 @@ def face_found(detections: Sequence[Detection], face_box: Sequence[float] | None
   if face_box is None:
     return len(detections) > 0
   return any(box_iou(d.box, face_box) >= iou_threshold for d in detections)
-
-
-def detection_rate(detector: FaceDetector, images: np.ndarray | Sequence[np.ndarray],
-                   face_boxes: Sequence[Sequence[float] | None] | None = None) -> DetectionRate:
-  """Success rate of `detector` over `images` (one optional ground-truth box per image)."""
-  detections = detector.detect_batch(images)
-  if face_boxes is None:
-    face_boxes = [None] * len(detections)
-  if len(face_boxes) != len(detections):
-    raise ValueError(f"{len(detections)} images but {len(face_boxes)} face boxes")
-  found = tuple(face_found(d, box) for d, box in zip(detections, face_boxes, strict=True))
-  rate = sum(found) / len(found) if found else 0.0
-  return DetectionRate(rate=rate, found=found, detections=tuple(detections))
 
 
 class HaarCascade:

@@ -14,9 +14,6 @@ outputs to [0, 1] first (as the deblurring literature does before saving its res
   module reproduces skimage.)
 * `y_channel=True` first converts RGB to ITU-R BT.601 luma (`rgb_to_y`), as MATLAB's
   `rgb2ycbcr` and most deblurring papers do.
-
-`QualityMetrics` is a `clu.metrics` collection that keeps running means of both over an
-evaluation.
 """
 
 import functools
@@ -24,8 +21,6 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from clu import metrics as clu_metrics
-from flax import struct
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -109,26 +104,3 @@ def ssim(restored, reference, *, max_value: float = 1.0, y_channel: bool = False
   ssim_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
   return jnp.mean(ssim_map, axis=(1, 2, 3))
 
-
-@struct.dataclass
-class QualityMetrics(clu_metrics.Collection):
-  """Running means of PSNR and SSIM over an evaluation.
-
-  >>> totals = QualityMetrics.empty()
-  >>> for restored, sharp in batches:
-  ...   totals = totals.merge(QualityMetrics.from_images(restored, sharp))
-  >>> totals.compute()   # {'psnr': ..., 'ssim': ...}
-
-  Or from values already computed: `QualityMetrics.single_from_model_output(psnr=p, ssim=s)`
-  with per-image arrays `p` and `s`. A pair of identical images makes the PSNR mean infinite.
-  """
-
-  psnr: clu_metrics.Average.from_output("psnr")
-  ssim: clu_metrics.Average.from_output("ssim")
-
-  @classmethod
-  def from_images(cls, restored, reference, *, max_value: float = 1.0,
-                  y_channel: bool = False) -> "QualityMetrics":
-    return cls.single_from_model_output(
-        psnr=psnr(restored, reference, max_value=max_value, y_channel=y_channel),
-        ssim=ssim(restored, reference, max_value=max_value, y_channel=y_channel))

@@ -31,26 +31,6 @@ def _round_up(value: int, multiple: int) -> int:
   return -(-value // multiple) * multiple
 
 
-def pad_to_multiple(image, multiple: int,
-                    mode: str = "edge") -> tuple[np.ndarray, tuple[int, int]]:
-  """Pads the bottom and right of an (H, W, C) or (N, H, W, C) image so both sides divide by
-  `multiple`; returns the padded image and the original (H, W), for cropping back."""
-  image = np.asarray(image)
-  if image.ndim not in (3, 4):
-    raise ValueError(f"pad_to_multiple expects HWC or NHWC images, got shape {image.shape}")
-  if multiple < 1:
-    raise ConfigError(f"the side multiple must be >= 1, got {multiple}")
-  if mode not in PAD_MODES:
-    raise ConfigError(f"padding mode must be one of {PAD_MODES}, got {mode!r}")
-  h, w = image.shape[-3], image.shape[-2]
-  pad_h, pad_w = _round_up(h, multiple) - h, _round_up(w, multiple) - w
-  if pad_h or pad_w:
-    widths = [(0, 0)] * image.ndim
-    widths[-3], widths[-2] = (0, pad_h), (0, pad_w)
-    image = np.pad(image, widths, mode=mode)
-  return image, (h, w)
-
-
 def _starts(length: int, tile: int, stride: int) -> list[int]:
   """Tile offsets along an axis of `length` >= `tile`: every `stride`, the last one at the end."""
   starts = list(range(0, length - tile, stride))

@@ -106,7 +106,8 @@ def train(
 ) -> TrainState:
   """Runs `train_step` from the latest checkpoint in `workdir` up to `num_train_steps`.
 
-  `batches(start_step)` yields this host's batches from `start_step` on.
+  `batches(start_step)` yields this host's batches from `start_step` on. `writer` is closed
+  on return, so its log.txt and event files are complete on disk.
   """
   checkpointer = Checkpointer(workdir / "checkpoints",
                               max_to_keep=config.max_checkpoints_to_keep)
@@ -117,6 +118,7 @@ def train(
   if start_step >= num_train_steps:
     writer.write_text(f"Already trained for {start_step} >= {num_train_steps} steps.")
     checkpointer.close()
+    writer.close()
     return state
 
   last_step = num_train_steps
@@ -153,7 +155,7 @@ def train(
     checkpointer.wait_until_finished()
   finally:
     checkpointer.close()  # also on errors: stops orbax's background threads
-  writer.flush()
+  writer.close()
   return state
 
 

@@ -28,9 +28,6 @@ class Network:
   def apply(self, params: nnx.State, *args, **kwargs):
     return nnx.merge(self.graphdef, params)(*args, **kwargs)
 
-  def module(self, params: nnx.State) -> nnx.Module:
-    return nnx.merge(self.graphdef, params)
-
 
 class TrainState(struct.PyTreeNode):
   """Everything that changes during training, as one checkpointable pytree.
