@@ -39,8 +39,7 @@ from configs import common as common_config  # noqa: E402
 from configs import cyclegan as cyclegan_config  # noqa: E402
 from configs import srn as srn_config  # noqa: E402
 from faceblur.data import camera_blur, demo, image_io  # noqa: E402
-from faceblur.data import pipeline as data_pipeline  # noqa: E402
-from faceblur.train import cyclegan, loop, srn  # noqa: E402
+from faceblur.train import cyclegan, loop, partitioning, srn  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("stages", ["srn", "cyclegan"], "Stages to run.")
@@ -132,13 +131,13 @@ def time_modes(*, mesh, state, train_step, batches, **unused) -> dict:
   first = next(iterator)
   result = {"first_batch_s": round(time.perf_counter() - start, 2)}
   host_batch = {key: np.array(value) for key, value in first.items()}
-  device_batch = data_pipeline.shard_batch(host_batch, mesh)
+  device_batch = partitioning.shard_batch(host_batch, mesh)
   if FLAGS.modes:  # --modes= (none) measures the pipeline alone, skipping the compilation
     compile_s, _ = _run_steps(holder, train_step, lambda: device_batch, 1)
     result["compile_s"] = round(compile_s, 2)
   feeds = {
-      "pipeline": lambda: data_pipeline.shard_batch(next(iterator), mesh),
-      "host": lambda: data_pipeline.shard_batch(host_batch, mesh),
+      "pipeline": lambda: partitioning.shard_batch(next(iterator), mesh),
+      "host": lambda: partitioning.shard_batch(host_batch, mesh),
       "device": lambda: device_batch,
   }
   totals = {mode: [0, 0.0, 0.0] for mode in FLAGS.modes}  # steps, seconds, wait seconds
@@ -155,7 +154,7 @@ def time_modes(*, mesh, state, train_step, batches, **unused) -> dict:
     if FLAGS.pipeline_batches:  # the pipeline alone: its headroom over the step
       start = time.perf_counter()
       for _ in range(FLAGS.pipeline_batches):
-        data_pipeline.shard_batch(next(iterator), mesh)
+        partitioning.shard_batch(next(iterator), mesh)
       result["pipeline_alone_batches_per_s"] = round(
           FLAGS.pipeline_batches / (time.perf_counter() - start), 1)
   finally:

@@ -27,7 +27,6 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]
 from bench.common import flops_of, machine, peak_rss_mib, print_json, time_calls  # noqa: E402
 from configs import cyclegan as cyclegan_config  # noqa: E402
 from configs import srn as srn_config  # noqa: E402
-from faceblur.data import pipeline as data_pipeline  # noqa: E402
 from faceblur.ops import compilation  # noqa: E402
 from faceblur.train import cyclegan, partitioning, srn  # noqa: E402
 from faceblur.train import state as state_lib  # noqa: E402
@@ -58,7 +57,7 @@ def bench_faceblur(stage: str, batch_size: int, size: int) -> dict:
   rng = np.random.default_rng(0)
   keys = ("sharp", "blurred")
   batch = {key: rng.random((batch_size, size, size, 3), dtype=np.float32) for key in keys}
-  batch = data_pipeline.shard_batch(batch, mesh)
+  batch = partitioning.shard_batch(batch, mesh)
   replicated = partitioning.replicated(mesh)
   jit = compilation.jit if FLAGS.compiler_options else jax.jit
   step = jit(module.make_train_step(config, networks, tx), donate_argnums=0,

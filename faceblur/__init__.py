@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from faceblur.images import as_rgb, to_float
+
 __version__ = "0.1.0"
 __all__ = ["load_deblurrer", "deblur", "detect_faces", "psnr", "ssim", "get_config",
            "load_image", "save_image", "run"]
@@ -27,7 +29,8 @@ _DETECTORS: dict[str, Any] = {}
 
 
 def load_deblurrer(workdir: str | pathlib.Path, *, tile_size: int = 512, tile_overlap: int = 32):
-  """A trained SRN from a stage-2 workdir: call it on an image to restore it."""
+  """A trained SRN from a stage-2 workdir: call it on an image to restore it (any size; grey,
+  RGBA, uint8 or PIL images too). `faceblur.inference.Restorer` loads the CycleGAN's F."""
   from faceblur.inference import Deblurrer
 
   return Deblurrer(workdir, tile_size=tile_size, tile_overlap=tile_overlap)
@@ -35,26 +38,26 @@ def load_deblurrer(workdir: str | pathlib.Path, *, tile_size: int = 512, tile_ov
 
 def deblur(image, workdir: str | pathlib.Path) -> np.ndarray:
   """Restores one image (numpy or PIL) with the SRN trained in `workdir`."""
-  return load_deblurrer(workdir)(_as_array(image))
+  return load_deblurrer(workdir)(image)
 
 
 def detect_faces(image, *, detector: str = "mtcnn") -> list:
   """Face detections (box, score, landmarks) in one image (numpy or PIL)."""
-  from faceblur.evaluate.detectors import make_detector
+  from faceblur.detectors import make_detector
 
   if detector not in _DETECTORS:
     _DETECTORS[detector] = make_detector(detector)
-  return _DETECTORS[detector].detect(_as_array(image))
+  return _DETECTORS[detector].detect(as_rgb(image))
 
 
 def psnr(restored, reference) -> float:
-  from faceblur.evaluate import metrics
+  from faceblur import metrics
 
   return float(metrics.psnr(_batch(restored), _batch(reference)).mean())
 
 
 def ssim(restored, reference) -> float:
-  from faceblur.evaluate import metrics
+  from faceblur import metrics
 
   return float(metrics.ssim(_batch(restored), _batch(reference)).mean())
 
@@ -75,7 +78,7 @@ def run(config, workdir: str | pathlib.Path | None = None):
 def load_image(path: str | pathlib.Path) -> np.ndarray:
   from faceblur.data import image_io
 
-  return image_io.to_float(image_io.load_image(path))
+  return to_float(image_io.load_image(path))
 
 
 def save_image(path: str | pathlib.Path, image: np.ndarray) -> None:
@@ -84,13 +87,8 @@ def save_image(path: str | pathlib.Path, image: np.ndarray) -> None:
   image_io.save_image(path, image)
 
 
-def _as_array(image) -> np.ndarray:
-  array = np.asarray(image.convert("RGB")) if hasattr(image, "convert") else np.asarray(image)
-  if array.dtype == np.uint8:
-    return array.astype(np.float32) / 255.0
-  return array.astype(np.float32)
-
-
 def _batch(image) -> np.ndarray:
-  array = _as_array(image)
-  return array[None] if array.ndim == 3 else array
+  """One image (any form `as_rgb` takes) or an NxHxWxC batch -> NxHxWx3."""
+  if getattr(image, "ndim", 0) == 4:
+    return np.stack([as_rgb(one) for one in image])
+  return as_rgb(image)[None]

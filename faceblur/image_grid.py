@@ -6,7 +6,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from faceblur.data.image_io import save_image, to_uint8
+from faceblur.data.image_io import save_image
+from faceblur.images import to_uint8
 
 Box = tuple[float, float, float, float]
 

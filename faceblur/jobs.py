@@ -1,15 +1,39 @@
-"""Dispatch from a config's `job` to the code that runs it."""
+"""Dispatch from a config's `job` to the code that runs it.
 
+Each job is registered in `JOBS` as the 'module:function' that runs it, imported only when it
+runs (importing the stages takes seconds; a mistyped job fails at once), and whether it needs
+`--workdir`.
+"""
+
+import dataclasses
+import importlib
 import os
 import pathlib
-import tempfile
 
 import ml_collections
 
-from faceblur.errors import ConfigError, StorageError, os_reason
+from faceblur.errors import ConfigError
+from faceblur.registry import Registry
+from faceblur.storage import check_writable
 
-JOBS = ("cyclegan", "synthesize", "srn", "evaluate", "deblur", "pipeline")
-NEEDS_WORKDIR = ("cyclegan", "synthesize", "srn", "evaluate", "pipeline")
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+  target: str  # 'module:function', called as function(config, workdir)
+  needs_workdir: bool = True
+
+  def run(self, config: ml_collections.ConfigDict, workdir: pathlib.Path | None) -> object:
+    module, _, function = self.target.partition(":")
+    return getattr(importlib.import_module(module), function)(config, workdir)
+
+
+JOBS: Registry[Job] = Registry("config.job={name!r} is not one of {choices}")
+JOBS.add("cyclegan", Job("faceblur.train.cyclegan:train_and_evaluate"))
+JOBS.add("synthesize", Job("faceblur.train.synthesize:synthesize"))
+JOBS.add("srn", Job("faceblur.train.srn:train_and_evaluate"))
+JOBS.add("evaluate", Job("faceblur.evaluate.evaluation:evaluate"))
+JOBS.add("deblur", Job("faceblur.inference:deblur_job", needs_workdir=False))
+JOBS.add("pipeline", Job("faceblur.pipeline:run_pipeline"))
 
 
 def enable_compilation_cache() -> None:
@@ -22,54 +46,14 @@ def enable_compilation_cache() -> None:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
-def check_writable(folder: pathlib.Path, what: str = "workdir") -> None:
-  """Creates `folder` and writes a file in it, so a full, read-only or mistyped folder fails
-  in one line at start-up, not after minutes of compiling and training."""
-  if folder.exists() and not folder.is_dir():
-    raise StorageError(f"{folder}: the {what} is a file, not a folder")
-  try:
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".faceblur-write-test-") as probe:
-      probe.write(b"ok")
-      probe.flush()
-  except OSError as error:
-    raise StorageError(
-        f"{folder}: cannot write the {what} ({os_reason(error)})") from None
-
-
 def run(config: ml_collections.ConfigDict, workdir: str | None) -> object:
-  job = config.get("job")
-  if job not in JOBS:
-    raise ConfigError(f"config.job={job!r} is not one of {', '.join(JOBS)}")
-  if job in NEEDS_WORKDIR and not workdir:
-    raise ConfigError(f"the {job} job needs --workdir")
-  if job in NEEDS_WORKDIR:
+  job = JOBS.get(config.get("job"))
+  if job.needs_workdir and not workdir:
+    raise ConfigError(f"the {config.job} job needs --workdir")
+  if job.needs_workdir:
     check_writable(pathlib.Path(workdir))
   from faceblur.train import partitioning  # noqa: PLC0415
 
   partitioning.initialize_distributed(config)
   enable_compilation_cache()
-  workdir = pathlib.Path(workdir) if workdir else None
-  if job == "cyclegan":
-    from faceblur.train import cyclegan  # noqa: PLC0415
-
-    return cyclegan.train_and_evaluate(config, workdir)
-  if job == "srn":
-    from faceblur.train import srn  # noqa: PLC0415
-
-    return srn.train_and_evaluate(config, workdir)
-  if job == "synthesize":
-    from faceblur.train import synthesize  # noqa: PLC0415
-
-    return synthesize.synthesize(config, workdir)
-  if job == "evaluate":
-    from faceblur.evaluate import evaluation  # noqa: PLC0415
-
-    return evaluation.evaluate(config, workdir)
-  if job == "deblur":
-    from faceblur import inference  # noqa: PLC0415
-
-    return inference.deblur_job(config)
-  from faceblur import pipeline  # noqa: PLC0415
-
-  return pipeline.run_pipeline(config, workdir)
+  return job.run(config, pathlib.Path(workdir) if workdir else None)

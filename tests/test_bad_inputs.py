@@ -17,7 +17,7 @@ from PIL import Image
 from stage_configs import srn_config
 from test_main import assert_one_line_error, run_main
 
-from faceblur.data import pipeline, sources
+from faceblur.data import input_pipeline, sources
 from faceblur.train import srn
 from faceblur.train.checkpointing import Checkpointer
 
@@ -74,10 +74,10 @@ def test_bad_records_are_replaced_deterministically_with_one_warning_each(tmp_pa
     assert sum(f"/{name}" in message for message in caplog.messages) == 1, caplog.messages
 
   def batches(source, start_step, count):
-    dataset = pipeline.make_dataset(source, batch_size=2, seed=0,
-                                    transform=pipeline.cyclegan_transform(36, 32))
+    dataset = input_pipeline.make_dataset(source, batch_size=2, seed=0,
+                                          transform=input_pipeline.cyclegan_transform(36, 32))
     return [batch["image"] for batch in
-            itertools.islice(pipeline.iterate(dataset, start_step=start_step), count)]
+            itertools.islice(input_pipeline.iterate(dataset, start_step=start_step), count)]
 
   straight = batches(usable, 0, 8)
   # A fresh process (here: a pickled copy, as grain workers get) and a resumed run see the

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from faceblur import images
 from faceblur.data import image_io
 from faceblur.errors import DataError, ImageReadError
 
@@ -160,10 +161,25 @@ def test_save_rejects_unknown_suffix(tmp_path):
 
 def test_float_uint8_conversions():
   image = _pixels()
-  as_float = image_io.to_float(image)
+  as_float = images.to_float(image)
   assert as_float.dtype == np.float32 and 0 <= as_float.min() and as_float.max() <= 1
-  np.testing.assert_array_equal(image_io.to_uint8(as_float), image)
-  np.testing.assert_array_equal(image_io.to_uint8(np.array([-1, 0.5 / 255, 2.0])), [0, 0, 255])
+  np.testing.assert_array_equal(images.to_uint8(as_float), image)
+  np.testing.assert_array_equal(images.to_uint8(np.array([-1, 0.5 / 255, 2.0])), [0, 0, 255])
+
+
+def test_as_rgb_takes_any_one_image():
+  rgb = _pixels()
+  expected = images.to_float(rgb)
+  for given in (rgb, expected, Image.fromarray(rgb), np.concatenate([rgb, rgb[..., :1]], -1)):
+    converted = images.as_rgb(given)
+    assert converted.dtype == np.float32
+    np.testing.assert_array_equal(converted, expected)
+  grey = _pixels()[..., 0]
+  for given in (grey, grey[..., None], Image.fromarray(grey)):
+    np.testing.assert_array_equal(images.as_rgb(given), np.repeat(
+        images.to_float(grey)[..., None], 3, axis=-1))
+  with pytest.raises(ValueError, match="got shape"):
+    images.as_rgb(np.zeros((4, 4, 2)))
 
 
 def test_list_images_is_recursive_sorted_and_by_extension(tmp_path):

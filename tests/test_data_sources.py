@@ -191,8 +191,8 @@ def test_tfds_pairs_round_trip_is_pixel_exact(tmp_path):
   assert path == tmp_path / "tfds" / "faceblur_pairs" / "1.0.0"
   for split in ("train", "test"):
     folder = sources.PairedFolder(tmp_path / "pairs" / split)
-    for packed in (sources.TfdsPairs(tmp_path / "tfds", split=split),
-                   pickle.loads(pickle.dumps(sources.TfdsPairs(path, split=split)))):
+    for packed in (tfds_pairs.TfdsPairs(tmp_path / "tfds", split=split),
+                   pickle.loads(pickle.dumps(tfds_pairs.TfdsPairs(path, split=split)))):
       assert len(packed) == len(folder)
       for i in range(len(folder)):
         expected, actual = folder[i], packed[i]
@@ -201,7 +201,7 @@ def test_tfds_pairs_round_trip_is_pixel_exact(tmp_path):
           assert actual[key].dtype == np.uint8
           np.testing.assert_array_equal(actual[key], expected[key])
   with pytest.raises(DataError, match="no split 'validation'"):
-    sources.TfdsPairs(tmp_path / "tfds", split="validation")
+    tfds_pairs.TfdsPairs(tmp_path / "tfds", split="validation")
   with pytest.raises(DataError, match="none of the split folders"):
     tfds_pairs.build_pairs_dataset(tmp_path / "pairs" / "train", tmp_path / "other")
 

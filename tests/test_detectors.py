@@ -16,9 +16,9 @@ import skimage.data
 import skimage.transform
 from numpy.lib.stride_tricks import sliding_window_view
 
+from faceblur import detectors
+from faceblur.detectors import Detection, mtcnn
 from faceblur.errors import ConfigError
-from faceblur.evaluate import detectors, mtcnn
-from faceblur.evaluate.detectors import Detection
 
 WEIGHTS = pathlib.Path(importlib.util.find_spec("mtcnn").submodule_search_locations[0]) / \
     "assets" / "weights"

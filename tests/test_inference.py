@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 from PIL import Image
-from stage_configs import srn_config
+from stage_configs import cyclegan_config, srn_config
 
 from faceblur import inference
-from faceblur.errors import CheckpointError, FaceblurError
-from faceblur.train import srn
+from faceblur.errors import CheckpointError, ConfigError, FaceblurError
+from faceblur.train import cyclegan, srn
 
 
 @pytest.fixture(scope="module")
@@ -15,6 +15,13 @@ def trained_srn(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("srn")
   config = srn_config(2)
   srn.train_and_evaluate(config, workdir)
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def trained_cyclegan(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("cyclegan")
+  cyclegan.train_and_evaluate(cyclegan_config(2), workdir)
   return workdir
 
 
@@ -69,3 +76,18 @@ def test_missing_or_wrong_checkpoint_is_one_line(tmp_path, trained_srn):
 
     load_trained(trained_srn, "cyclegan")
   assert "\n" not in str(raised.value) and "srn" in str(raised.value)
+
+
+def test_restorer_runs_the_cyclegans_f_like_the_srn(trained_cyclegan):
+  """Zhu et al.'s row of Table 1: F (blurred -> sharp) through the same tiling as the SRN."""
+  whole = inference.Restorer(trained_cyclegan, stage="cyclegan")
+  tiled = inference.Restorer(trained_cyclegan, stage="cyclegan", tile_size=32, tile_overlap=16)
+  rng = np.random.default_rng(0)
+  for shape in [(37, 53, 3), (21, 22)]:
+    image = rng.random(shape).astype(np.float32)
+    for restorer in (whole, tiled):
+      restored = restorer(image)
+      assert restored.shape == (*shape[:2], 3) and restored.dtype == np.float32
+      assert restored.min() >= 0 and restored.max() <= 1
+  with pytest.raises(ConfigError, match="cannot restore with stage 'synthesize'"):
+    inference.Restorer(trained_cyclegan, stage="synthesize")

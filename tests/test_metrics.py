@@ -7,7 +7,7 @@ from scipy import ndimage
 from skimage import data, transform
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from faceblur.evaluate import metrics
+from faceblur import metrics
 
 
 def _y_numpy(images):

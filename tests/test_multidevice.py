@@ -15,7 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = textwrap.dedent("""
     import jax, numpy as np, optax
     from stage_configs import cyclegan_config, srn_config
-    from faceblur.data import factory, pipeline as data_pipeline
+    from faceblur.data import factory, input_pipeline as data_pipeline
     from faceblur.train import cyclegan, partitioning, srn, state as state_lib
 
     assert jax.device_count() == 8, jax.devices()
@@ -34,7 +34,7 @@ SCRIPT = textwrap.dedent("""
       step = jax.jit(module.make_train_step(config, networks, tx))
       params, losses = [], []
       for _ in range(2):
-        state, metrics = step(state, data_pipeline.shard_batch(batch, mesh))
+        state, metrics = step(state, partitioning.shard_batch(batch, mesh))
         params.append(jax.tree.leaves(jax.device_get(state.params)))
         losses.append(float(next(iter(metrics.values()))))
       sharding = jax.tree.leaves(state.params)[0].sharding

@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent("""
     import jax, numpy as np, optax
     import ml_collections
     from stage_configs import srn_config
-    from faceblur.data import pipeline as data_pipeline
+    from faceblur.data import input_pipeline as data_pipeline
     from faceblur.train import partitioning, srn, state as state_lib
 
     process_id, num_processes, port, out = (int(sys.argv[1]), int(sys.argv[2]), sys.argv[3],
@@ -42,7 +42,7 @@ SCRIPT = textwrap.dedent("""
     mesh = partitioning.make_mesh()
     tx = optax.sgd(0.01)
     state = state_lib.create_train_state(srn.init_fn(config, tx), 0, mesh)
-    batch = data_pipeline.shard_batch(batch, mesh)
+    batch = partitioning.shard_batch(batch, mesh)
     step = partitioning.compile_on_every_process(
         jax.jit(srn.make_train_step(config, srn.make_network(config), tx)), state, batch)
     for _ in range(2):

@@ -16,8 +16,8 @@ from stage_configs import cyclegan_config, srn_config
 from test_bad_inputs import write_pairs
 from test_main import assert_one_line_error, run_main
 
-from faceblur import jobs
-from faceblur.data import pipeline as data_pipeline
+from faceblur import storage
+from faceblur.data import input_pipeline as data_pipeline
 from faceblur.errors import CheckpointError, StorageError
 from faceblur.train import cyclegan, loop, srn
 from faceblur.train.checkpointing import Checkpointer
@@ -163,7 +163,7 @@ def test_unwritable_workdir_fails_before_anything_is_built(tmp_path):
                         "Not a directory")
   assert "Parameters:" not in result.stdout
   with pytest.raises(StorageError, match="is a file, not a folder"):
-    jobs.check_writable(a_file)
+    storage.check_writable(a_file)
 
 
 # --- on_nonfinite ---------------------------------------------------------------------------

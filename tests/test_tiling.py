@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from faceblur.errors import ConfigError
-from faceblur.evaluate import tiling
+from faceblur.inference import tiling
 
 
 def _image(height, width, seed=0):

@@ -11,7 +11,7 @@ from PIL import Image
 from stage_configs import cyclegan_config, srn_config
 
 from faceblur.data import factory
-from faceblur.data import pipeline as data_pipeline
+from faceblur.data import input_pipeline as data_pipeline
 from faceblur.errors import StorageError
 from faceblur.train import cyclegan, loop, partitioning, srn
 from faceblur.train import state as state_lib
@@ -26,7 +26,7 @@ def _fixed_batch(dataset, keys):
 def _losses_on_fixed_batch(train_step, state, batch, mesh, metric, num_steps):
   step = jax.jit(train_step)
   values = []
-  sharded = data_pipeline.shard_batch(batch, mesh)
+  sharded = partitioning.shard_batch(batch, mesh)
   for _ in range(num_steps):
     state, metrics = step(state, sharded)
     values.append(float(metrics[metric]))
@@ -48,7 +48,7 @@ def test_cyclegan_step_reduces_cycle_loss_on_a_fixed_batch():
                          {"blurred": "image"})
   networks = cyclegan.make_networks(config)
   step = cyclegan.make_train_step(config, networks, tx)
-  first_metrics = jax.jit(step)(state, data_pipeline.shard_batch(sharp | blurred, mesh))[1]
+  first_metrics = jax.jit(step)(state, partitioning.shard_batch(sharp | blurred, mesh))[1]
   values = _losses_on_fixed_batch(step, state, sharp | blurred, mesh, "generator/cycle", 16)
   assert all(np.isfinite(values))
   assert np.mean(values[-3:]) < 0.8 * np.mean(values[:3]), values

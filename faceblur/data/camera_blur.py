@@ -49,7 +49,7 @@ import numpy as np
 from PIL import Image
 
 from faceblur.data import blur_kernels
-from faceblur.data.image_io import to_float, to_uint8
+from faceblur.images import to_float, to_uint8
 
 _NUM_STAGES = 5  # shake, defocus, noise, tone, jpeg: one generator each
 _MAX_POSE_STEP_PX = 1.0

@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image
 
 from faceblur.data import blur_kernels
-from faceblur.data.image_io import to_float, to_uint8
 from faceblur.errors import ConfigError
+from faceblur.images import BT601_LUMA, to_float, to_uint8
 
 # The faces (rows, columns) in the portraits: brows to chin, with a little hair and cheek on
 # each side, framed like the LFW crops.
@@ -42,7 +42,7 @@ SKIN_TONES = np.array([
     [0.98, 0.87, 0.78], [0.94, 0.76, 0.63], [0.87, 0.67, 0.52],
     [0.76, 0.55, 0.40], [0.60, 0.42, 0.30], [0.45, 0.30, 0.22],
 ], dtype=np.float32)
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_LUMA = np.array(BT601_LUMA, dtype=np.float32)
 
 
 def _grace_hopper() -> np.ndarray:

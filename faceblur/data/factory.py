@@ -1,13 +1,27 @@
-"""Builds data sources from config specs (`source_spec`, used by every config)."""
+"""Builds data sources from config specs (`source_spec`, used by every config).
 
+Each `kind` is registered in `SOURCES` with whether it gives pairs; its code is imported only
+when it is built, since every config imports this module.
+"""
+
+import dataclasses
 import pathlib
+from collections.abc import Callable
 
 import ml_collections
 
 from faceblur.errors import ConfigError
+from faceblur.registry import Registry
 
-UNPAIRED_KINDS = ("folder", "celeb_a", "demo_sharp", "demo_blurred")
-PAIRED_KINDS = ("paired_folder", "tfds_pairs", "kernel_blurred", "camera_blurred")
+
+@dataclasses.dataclass(frozen=True)
+class SourceKind:
+  build: Callable[[ml_collections.ConfigDict, int | None], object]  # (spec, image_size)
+  paired: bool
+
+
+SOURCES: Registry[SourceKind] = Registry(
+    "unknown data source kind {name!r}; choose one of {choices}", entry=SourceKind)
 
 
 def source_spec(kind: str, path: str = "", **kwargs) -> ml_collections.ConfigDict:
@@ -41,25 +55,66 @@ def _required_path(spec) -> pathlib.Path:
   return pathlib.Path(spec.path).expanduser()
 
 
+def _build(spec, image_size: int | None, *, paired: bool):
+  spec = _spec(spec)
+  kind = SOURCES.get(spec.kind)
+  if kind.paired != paired:
+    wanted = [name for name in SOURCES if SOURCES.get(name).paired == paired]
+    raise ConfigError(f"data source kind {spec.kind!r} is {'un' if paired else ''}paired; "
+                      f"one of {', '.join(wanted)} is needed here")
+  return kind.build(spec, image_size)
+
+
 def make_source(spec, *, image_size: int | None = None):
   """An unpaired source: records {'image': uint8 HxWx3, 'name': str}.
 
   `image_size` sizes generated images (the demo); files are returned as stored.
   """
-  from faceblur.data import camera_blur, demo, sources  # noqa: PLC0415 — configs import this
+  return _build(spec, image_size, paired=False)
 
-  spec = _spec(spec)
-  if spec.kind == "folder":
-    return sources.ImageFolder(_required_path(spec))
-  if spec.kind == "celeb_a":
-    return sources.CelebA(split=spec.split, blurry=spec.blurry, data_dir=spec.path or None)
-  if spec.kind in ("demo_sharp", "demo_blurred"):
-    faces = demo.DemoFaces(size=spec.size or image_size or 64, count=spec.count or 400,
-                           seed=spec.seed, group=spec.split or "all")
-    if spec.kind == "demo_sharp":
-      return faces
-    return camera_blur.CameraBlurredImages(faces, seed=spec.seed, model=_camera_model(spec))
-  raise _wrong_kind(spec.kind, paired_wanted=False)
+
+def make_paired_source(spec, *, image_size: int | None = None):
+  """A paired source: records {'blurred', 'sharp': uint8 HxWx3, 'name': str}.
+
+  A `paired_folder` path may hold `train/` and `test/` sub-folders (what synthesis writes):
+  `split` picks one.
+  """
+  return _build(spec, image_size, paired=True)
+
+
+# Unpaired kinds.
+
+
+@SOURCES.register("folder", paired=False)
+def _folder(spec, image_size):
+  from faceblur.data import sources  # noqa: PLC0415
+
+  return sources.ImageFolder(_required_path(spec))
+
+
+@SOURCES.register("celeb_a", paired=False)
+def _celeb_a(spec, image_size):
+  from faceblur.data import sources  # noqa: PLC0415
+
+  return sources.CelebA(split=spec.split, blurry=spec.blurry, data_dir=spec.path or None)
+
+
+def _demo_faces(spec, image_size):
+  from faceblur.data import demo  # noqa: PLC0415
+
+  return demo.DemoFaces(size=spec.size or image_size or 64, count=spec.count or 400,
+                        seed=spec.seed, group=spec.split or "all")
+
+
+SOURCES.register("demo_sharp", paired=False)(_demo_faces)
+
+
+@SOURCES.register("demo_blurred", paired=False)
+def _demo_blurred(spec, image_size):
+  from faceblur.data import camera_blur  # noqa: PLC0415
+
+  return camera_blur.CameraBlurredImages(_demo_faces(spec, image_size), seed=spec.seed,
+                                         model=_camera_model(spec))
 
 
 def _camera_model(spec):
@@ -70,41 +125,44 @@ def _camera_model(spec):
   return camera_blur.CameraModel()
 
 
-def make_paired_source(spec, *, image_size: int | None = None):
-  """A paired source: records {'blurred', 'sharp': uint8 HxWx3, 'name': str}.
-
-  A `paired_folder` path may hold `train/` and `test/` sub-folders (what synthesis writes):
-  `split` picks one.
-  """
-  from faceblur.data import camera_blur, demo, sources  # noqa: PLC0415
-
-  spec = _spec(spec)
-  if spec.kind == "paired_folder":
-    root = _required_path(spec)
-    if spec.split and (root / spec.split).is_dir():
-      root = root / spec.split
-    return sources.PairedFolder(root)
-  if spec.kind == "tfds_pairs":
-    return sources.TfdsPairs(_required_path(spec), split=spec.split)
-  if spec.kind == "kernel_blurred":
-    if not spec.base:
-      raise ConfigError("data source of kind 'kernel_blurred' needs a base source (set .base)")
-    base = make_source(spec.base, image_size=image_size)
-    return demo.KernelBlurredPairs(base, seed=spec.seed,
-                                   max_blur_length=spec.max_blur_length or None)
-  if spec.kind == "camera_blurred":
-    if not spec.base:
-      raise ConfigError("data source of kind 'camera_blurred' needs a base source (set .base)")
-    base = make_source(spec.base, image_size=image_size)
-    return camera_blur.CameraBlurredPairs(base, seed=spec.seed, model=_camera_model(spec))
-  raise _wrong_kind(spec.kind, paired_wanted=True)
+# Paired kinds.
 
 
-def _wrong_kind(kind: str, *, paired_wanted: bool) -> ConfigError:
-  wanted, other = (PAIRED_KINDS, UNPAIRED_KINDS) if paired_wanted else (UNPAIRED_KINDS,
-                                                                         PAIRED_KINDS)
-  if kind in other:
-    return ConfigError(f"data source kind {kind!r} is {'un' if paired_wanted else ''}paired; "
-                       f"one of {', '.join(wanted)} is needed here")
-  return ConfigError(f"unknown data source kind {kind!r}; "
-                     f"choose one of {', '.join(UNPAIRED_KINDS + PAIRED_KINDS)}")
+@SOURCES.register("paired_folder", paired=True)
+def _paired_folder(spec, image_size):
+  from faceblur.data import sources  # noqa: PLC0415
+
+  root = _required_path(spec)
+  if spec.split and (root / spec.split).is_dir():
+    root = root / spec.split
+  return sources.PairedFolder(root)
+
+
+@SOURCES.register("tfds_pairs", paired=True)
+def _tfds_pairs(spec, image_size):
+  from faceblur.data import tfds_pairs  # noqa: PLC0415 — imports tensorflow_datasets
+
+  return tfds_pairs.TfdsPairs(_required_path(spec), split=spec.split)
+
+
+def _base(spec, image_size):
+  """The unpaired source a synthetic-pairs kind blurs."""
+  if not spec.base:
+    raise ConfigError(f"data source of kind {spec.kind!r} needs a base source (set .base)")
+  return make_source(spec.base, image_size=image_size)
+
+
+@SOURCES.register("kernel_blurred", paired=True)
+def _kernel_blurred(spec, image_size):
+  from faceblur.data import demo  # noqa: PLC0415
+
+  return demo.KernelBlurredPairs(_base(spec, image_size), seed=spec.seed,
+                                 max_blur_length=spec.max_blur_length or None)
+
+
+@SOURCES.register("camera_blurred", paired=True)
+def _camera_blurred(spec, image_size):
+  from faceblur.data import camera_blur  # noqa: PLC0415
+
+  return camera_blur.CameraBlurredPairs(_base(spec, image_size), seed=spec.seed,
+                                        model=_camera_model(spec))

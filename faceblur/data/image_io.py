@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from faceblur.errors import DataError, ImageReadError
+from faceblur.images import to_uint8
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -76,22 +77,6 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
   if array.ndim != 3 or array.shape[2] != 3 or min(array.shape[:2]) == 0:
     raise ImageReadError(f"{path}: decoded to an unusable shape {array.shape}")
   return array
-
-
-def to_float(image: np.ndarray) -> np.ndarray:
-  """uint8 [0, 255] -> float32 [0, 1] (float input is returned as float32 unchanged)."""
-  image = np.asarray(image)
-  if image.dtype == np.uint8:
-    return image.astype(np.float32) * np.float32(1 / 255)
-  return image.astype(np.float32, copy=False)
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-  """float [0, 1] -> uint8, clipped and rounded (uint8 input is returned unchanged)."""
-  image = np.asarray(image)
-  if image.dtype == np.uint8:
-    return image
-  return np.round(np.clip(image.astype(np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def _pil_format(path: pathlib.Path) -> str:

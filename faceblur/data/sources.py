@@ -6,7 +6,8 @@ transforms convert them. Decoding is lazy: building a source only lists files, a
 file raises `ImageReadError` naming it when it is read. Training wraps its sources in
 `SkipBadRecords`, which replaces such records (and images too small for the crop) instead, so
 one bad file among thousands never stops a run. Sources are picklable, so grain worker
-processes can use them.
+processes can use them. The tfds-packed pairs (`TfdsPairs`) are read and written in
+`faceblur.data.tfds_pairs`.
 """
 
 import io
@@ -125,7 +126,7 @@ class PairedFolder:
     return f"PairedFolder({str(self.root)!r}, {len(self)} pairs)"
 
 
-class _LazyDataSource:
+class LazyDataSource:
   """Holds a tfds data source opened on first use and dropped when pickled.
 
   An array_record reader holds open files; grain worker processes reopen their own.
@@ -266,7 +267,7 @@ def prepare_celeb_a(files_dir: str | os.PathLike, data_dir: str | os.PathLike | 
   return pathlib.Path(builder.data_dir)
 
 
-class CelebA(_LazyDataSource):
+class CelebA(LazyDataSource):
   """CelebA through tensorflow-datasets' `celeb_a` (array_record, read without TensorFlow).
 
   Records {'image': uint8 218x178x3, 'name': 'celeb_a/<split>/<index>'}. `blurry=True` keeps
@@ -304,36 +305,6 @@ class CelebA(_LazyDataSource):
 
   def __repr__(self) -> str:
     return f"CelebA(split={self.split!r}, blurry={self.blurry}, {len(self)} images)"
-
-
-class TfdsPairs(_LazyDataSource):
-  """Pairs packed by `faceblur.data.tfds_pairs`: records {'blurred', 'sharp', 'name'}.
-
-  `data_dir` is the folder given to `build_pairs_dataset` or the `<name>/<version>` folder
-  it returned.
-  """
-
-  def __init__(self, data_dir: str | os.PathLike, *, split: str = "train"):
-    self.data_dir, self.split = pathlib.Path(data_dir).expanduser(), split
-    self._length = len(self.source)
-
-  def _open(self):
-    from faceblur.data import tfds_pairs  # noqa: PLC0415
-
-    return tfds_pairs.open_pairs(self.data_dir, self.split)
-
-  def __len__(self) -> int:
-    return self._length
-
-  def __getitem__(self, index: int) -> Record:
-    record = self.source[index]
-    name = record["name"]
-    return {"blurred": np.asarray(record["blurred"], dtype=np.uint8),
-            "sharp": np.asarray(record["sharp"], dtype=np.uint8),
-            "name": name.decode() if isinstance(name, bytes) else str(name)}
-
-  def __repr__(self) -> str:
-    return f"TfdsPairs({str(self.data_dir)!r}, split={self.split!r}, {len(self)} pairs)"
 
 
 _WARNED: set[str] = set()  # the skipped-record warnings this process has printed

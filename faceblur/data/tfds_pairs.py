@@ -1,12 +1,15 @@
-"""Packs a paired folder into a tensorflow-datasets dataset (array_record, no TensorFlow).
+"""Paired faces as a tensorflow-datasets dataset (array_record, no TensorFlow): written by
+`build_pairs_dataset` from a paired folder, read back by `TfdsPairs`.
 
 One file per split instead of thousands of PNGs: faster to copy to a cluster and to read
 randomly. Images are stored as PNG bytes (lossless; tfds' `Image` feature needs bytes or
-paths when TensorFlow is absent). Read it back with `faceblur.data.sources.TfdsPairs`, or
-`tfds.builder_from_directory(path).as_data_source(split)` and grain.
+paths when TensorFlow is absent). `tfds.builder_from_directory(path).as_data_source(split)`
+and grain read it too. This module imports tensorflow_datasets, so `faceblur.data.factory`
+imports it only for a `tfds_pairs` source.
 """
 
 import io
+import os
 import pathlib
 import tempfile
 
@@ -14,6 +17,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from faceblur.data.sources import LazyDataSource, PairedFolder, Record
 from faceblur.errors import DataError
 
 VERSION = "1.0.0"
@@ -27,8 +31,6 @@ def _png_bytes(image: np.ndarray) -> bytes:
 
 def _make_builder_class(name: str, split_roots: dict[str, pathlib.Path]):
   """A builder class for this call: tfds builders are classes, and this one is per dataset."""
-  from faceblur.data.sources import PairedFolder  # noqa: PLC0415 — sources imports this module
-
   class PairsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """(blurred, sharp, name) face pairs; see faceblur.data.tfds_pairs."""
 
@@ -118,3 +120,30 @@ def open_pairs(data_dir: str | pathlib.Path, split: str):
     raise DataError(f"{path}: no split {split!r} (has {', '.join(builder.info.splits)})")
   return builder.as_data_source(split=split)
 
+
+class TfdsPairs(LazyDataSource):
+  """Pairs packed by `build_pairs_dataset`: records {'blurred', 'sharp', 'name'}.
+
+  `data_dir` is the folder given to `build_pairs_dataset` or the `<name>/<version>` folder
+  it returned.
+  """
+
+  def __init__(self, data_dir: str | os.PathLike, *, split: str = "train"):
+    self.data_dir, self.split = pathlib.Path(data_dir).expanduser(), split
+    self._length = len(self.source)
+
+  def _open(self):
+    return open_pairs(self.data_dir, self.split)
+
+  def __len__(self) -> int:
+    return self._length
+
+  def __getitem__(self, index: int) -> Record:
+    record = self.source[index]
+    name = record["name"]
+    return {"blurred": np.asarray(record["blurred"], dtype=np.uint8),
+            "sharp": np.asarray(record["sharp"], dtype=np.uint8),
+            "name": name.decode() if isinstance(name, bytes) else str(name)}
+
+  def __repr__(self) -> str:
+    return f"TfdsPairs({str(self.data_dir)!r}, split={self.split!r}, {len(self)} pairs)"

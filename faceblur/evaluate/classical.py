@@ -24,10 +24,10 @@ import numpy as np
 import scipy.fft
 
 from faceblur.data import blur_kernels
+from faceblur.images import BT601_LUMA
 
 _EPS = 1e-7
-# BT.601 luma weights.
-_LUMA = np.array([0.299, 0.587, 0.114])
+_LUMA = np.array(BT601_LUMA)
 
 
 def linear_motion_psf(length: float, angle_deg: float) -> np.ndarray:

@@ -17,13 +17,14 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
+from faceblur import detectors, metrics
 from faceblur.data import augment, factory
-from faceblur.data.image_io import to_float
-from faceblur.errors import ConfigError
-from faceblur.evaluate import blur_realism, classical, detectors, metrics, tiling
+from faceblur.evaluate import blur_realism, classical
 from faceblur.evaluate.report import write_reports
 from faceblur.image_grid import save_grid
-from faceblur.ops import compilation
+from faceblur.images import as_rgb
+from faceblur.inference import Restorer
+from faceblur.registry import Registry
 
 RestoreFn = Callable[[np.ndarray], np.ndarray]  # HxWx3 float [0, 1] -> same
 
@@ -35,54 +36,44 @@ class Method:
   restore: RestoreFn
 
 
-def _srn_method(workdir: str) -> RestoreFn:
-  from faceblur.inference import Deblurrer  # noqa: PLC0415
+# `methods.<name>.kind` -> a function of the method's spec that returns its restore function.
+METHODS: Registry[Callable[[ml_collections.ConfigDict], RestoreFn]] = Registry(
+    "methods.{key}.kind={name!r} is not one of {choices}")
 
-  return Deblurrer(workdir)
+
+@METHODS.register("identity")
+def _identity(spec: ml_collections.ConfigDict) -> RestoreFn:
+  return lambda image: image
 
 
-def _cyclegan_method(workdir: str) -> RestoreFn:
+@METHODS.register("richardson_lucy")
+def _richardson_lucy(spec: ml_collections.ConfigDict) -> RestoreFn:
+  return lambda image: classical.richardson_lucy(image, classical.estimate_motion_psf(image))
+
+
+@METHODS.register("srn")
+def _srn(spec: ml_collections.ConfigDict) -> RestoreFn:
+  return Restorer(spec.workdir, stage="srn")
+
+
+@METHODS.register("cyclegan")
+def _cyclegan(spec: ml_collections.ConfigDict) -> RestoreFn:
   """Zhu et al.'s row: the CycleGAN's blurred -> sharp generator used directly."""
-  from faceblur.train.trained import load_trained  # noqa: PLC0415
-
-  trained = load_trained(workdir, "cyclegan")
-  network, params = trained.networks["blurred_to_sharp"], trained.params["blurred_to_sharp"]
-  apply = compilation.jit(lambda p, images: network.apply(p, images).astype(np.float32))
-
-  def restore(image: np.ndarray) -> np.ndarray:
-    return tiling.tiled_apply(lambda batch: np.asarray(apply(params, batch)), image,
-                              tile_size=512, overlap=32, multiple=4)
-
-  return restore
-
-
-def _richardson_lucy(image: np.ndarray) -> np.ndarray:
-  return classical.richardson_lucy(image, classical.estimate_motion_psf(image))
+  return Restorer(spec.workdir, stage="cyclegan")
 
 
 def build_methods(specs: ml_collections.ConfigDict) -> list[Method]:
-  methods = []
-  for name, spec in specs.items():
-    if spec.kind == "identity":
-      restore = lambda image: image  # noqa: E731
-    elif spec.kind == "richardson_lucy":
-      restore = _richardson_lucy
-    elif spec.kind == "srn":
-      restore = _srn_method(spec.workdir)
-    elif spec.kind == "cyclegan":
-      restore = _cyclegan_method(spec.workdir)
-    else:
-      raise ConfigError(f"methods.{name}.kind={spec.kind!r} is not one of "
-                        "identity, richardson_lucy, srn, cyclegan")
-    methods.append(Method(name=name, label=spec.label or name, restore=restore))
-  return methods
+  return [Method(name=name, label=spec.label or name,
+                 restore=METHODS.get(spec.kind, key=name)(spec))
+          for name, spec in specs.items()]
 
 
 def _prepare(image: np.ndarray, size: int) -> np.ndarray:
-  if size <= 0:
-    return to_float(image)
-  side = min(image.shape[:2])
-  return to_float(augment.resize(augment.center_crop(image, side), size))
+  """A record's image as the methods take it: float RGB, and with `size` > 0 its centre
+  square resized to `size`."""
+  if size > 0:
+    image = augment.resize(augment.center_crop(image, min(image.shape[:2])), size)
+  return as_rgb(image)
 
 
 def _load(source, key_images: tuple[str, ...], size: int, limit: int) -> dict[str, list]:

@@ -30,7 +30,8 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from faceblur.errors import CheckpointError, StorageError, os_reason
+from faceblur.errors import CheckpointError, StorageError
+from faceblur.storage import os_reason
 
 STATE_ITEM = "state"
 CONFIG_ITEM = "config"

@@ -18,7 +18,7 @@ import optax
 
 from faceblur import losses
 from faceblur.data import factory
-from faceblur.data import pipeline as data_pipeline
+from faceblur.data import input_pipeline as data_pipeline
 from faceblur.data.sources import SkipBadRecords
 from faceblur.image_grid import save_grid
 from faceblur.models import PatchDiscriminator, ResnetGenerator

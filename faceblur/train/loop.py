@@ -19,7 +19,6 @@ import optax
 from clu import metrics as clu_metrics
 from jax.sharding import Mesh
 
-from faceblur.data import pipeline as data_pipeline
 from faceblur.errors import ConfigError, FaceblurError
 from faceblur.train import partitioning
 from faceblur.train.checkpointing import Checkpointer, abstract_like
@@ -130,7 +129,7 @@ def train(
   progress(start_step)
   try:
     for step in range(start_step + 1, last_step + 1):
-      batch = data_pipeline.shard_batch(next(batch_iterator), mesh)
+      batch = partitioning.shard_batch(next(batch_iterator), mesh)
       if step == start_step + 1 and jax.process_count() > 1:
         train_step = partitioning.compile_on_every_process(train_step, state, batch)
       state, step_metrics = train_step(state, batch)

@@ -9,6 +9,7 @@ GPU box, on a TPU pod slice, and on several hosts after `jax.distributed.initial
 
 import itertools
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import ml_collections
@@ -65,6 +66,17 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def batch_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def shard_batch(batch: dict[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
+  """This process's numpy batch as global arrays split along the mesh's data axis.
+
+  Non-numeric leaves (the records' names) stay on the host and are left out.
+  """
+  sharding = batch_sharded(mesh)
+  return {key: jax.make_array_from_process_local_data(sharding, np.asarray(value))
+          for key, value in batch.items()
+          if isinstance(value, np.ndarray) and value.dtype.kind in "biuf"}
 
 
 def per_process_batch_size(global_batch_size: int, mesh: Mesh) -> int:

@@ -16,10 +16,10 @@ import numpy as np
 import optax
 
 from faceblur import losses
+from faceblur import metrics as quality
 from faceblur.data import factory
-from faceblur.data import pipeline as data_pipeline
+from faceblur.data import input_pipeline as data_pipeline
 from faceblur.data.sources import SkipBadRecords
-from faceblur.evaluate import metrics as quality
 from faceblur.models import SRNDeblurNet
 from faceblur.ops import compilation
 from faceblur.train import loop, partitioning

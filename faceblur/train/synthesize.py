@@ -27,10 +27,12 @@ import numpy as np
 from tqdm import tqdm
 
 from faceblur.data import augment, factory
-from faceblur.data.image_io import save_image, to_float
+from faceblur.data.image_io import save_image
 from faceblur.data.sources import train_test_split
-from faceblur.errors import ConfigError, DataError, ImageReadError, StorageError, os_reason
+from faceblur.errors import ConfigError, DataError, ImageReadError, StorageError
+from faceblur.images import to_float
 from faceblur.ops import compilation
+from faceblur.storage import os_reason
 from faceblur.train.trained import load_trained
 
 DONE_FILE = "synthesis.json"

@@ -9,10 +9,12 @@ from jax.sharding import Mesh
 from PIL import Image
 
 from configs import srn as srn_config
-from faceblur.data import demo, pipeline
-from faceblur.data.image_io import save_image, to_float
+from faceblur.data import demo, input_pipeline
+from faceblur.data.image_io import save_image
 from faceblur.data.sources import PairedFolder
 from faceblur.errors import DataError
+from faceblur.images import to_float
+from faceblur.train import partitioning
 
 
 class Numbered:
@@ -34,7 +36,7 @@ def _ids(record, rng):
 
 
 def _take(dataset, count, **kwargs):
-  iterator = pipeline.iterate(dataset, **kwargs)
+  iterator = input_pipeline.iterate(dataset, **kwargs)
   return [next(iterator) for _ in range(count)]
 
 
@@ -48,8 +50,8 @@ def _paired_folder(root, count=6, size=40):
 
 def test_cyclegan_batches_have_the_configured_shape_and_dtype():
   source = demo.DemoFaces(size=40, count=12)
-  dataset = pipeline.make_dataset(source, batch_size=4, seed=0,
-                                  transform=pipeline.cyclegan_transform(36, 32))
+  dataset = input_pipeline.make_dataset(source, batch_size=4, seed=0,
+                                        transform=input_pipeline.cyclegan_transform(36, 32))
   batch = _take(dataset, 1)[0]
   assert batch["image"].shape == (4, 32, 32, 3) and batch["image"].dtype == np.float32
   assert 0 <= batch["image"].min() and batch["image"].max() <= 1
@@ -57,8 +59,9 @@ def test_cyclegan_batches_have_the_configured_shape_and_dtype():
 
 
 def test_paired_batches_share_the_crop_and_flip(tmp_path):
-  dataset = pipeline.make_dataset(_paired_folder(tmp_path), batch_size=3, seed=0,
-                                  transform=pipeline.paired_transform(24, random_flip=True))
+  dataset = input_pipeline.make_dataset(
+      _paired_folder(tmp_path), batch_size=3, seed=0,
+      transform=input_pipeline.paired_transform(24, random_flip=True))
   for batch in _take(dataset, 4):
     assert batch["blurred"].shape == batch["sharp"].shape == (3, 24, 24, 3)
     assert batch["blurred"].dtype == np.float32
@@ -69,13 +72,13 @@ def test_paired_batches_share_the_crop_and_flip(tmp_path):
 
 def test_eval_transforms_are_deterministic_centre_crops(tmp_path):
   pairs = _paired_folder(tmp_path)
-  transform = pipeline.paired_transform(None, train=False)
+  transform = input_pipeline.paired_transform(None, train=False)
   whole = transform(pairs[0], np.random.default_rng(0))
   assert whole["sharp"].shape == (40, 40, 3)
-  crop = pipeline.paired_transform(16, train=False)(pairs[0], np.random.default_rng(1))
+  crop = input_pipeline.paired_transform(16, train=False)(pairs[0], np.random.default_rng(1))
   np.testing.assert_array_equal(crop["sharp"], whole["sharp"][12:28, 12:28])
   faces = demo.DemoFaces(size=40, count=2)
-  cyclegan = pipeline.cyclegan_transform(36, 32, train=False)
+  cyclegan = input_pipeline.cyclegan_transform(36, 32, train=False)
   first = cyclegan(faces[0], np.random.default_rng(0))["image"]
   np.testing.assert_array_equal(first, cyclegan(faces[0], np.random.default_rng(9))["image"])
 
@@ -86,10 +89,11 @@ def test_cyclegan_transform_is_resize_and_crop_of_a_square_bicubic_resize():
   image = np.random.default_rng(0).integers(0, 256, (30, 60, 3), dtype=np.uint8)
   square = np.asarray(Image.fromarray(image).resize((36, 36), Image.BICUBIC))
   bilinear = np.asarray(Image.fromarray(image).resize((36, 36), Image.BILINEAR))
-  centre = pipeline.cyclegan_transform(36, 32, train=False)({"image": image, "name": "x"}, None)
+  centre = input_pipeline.cyclegan_transform(36, 32, train=False)({"image": image, "name": "x"},
+                                                                  None)
   np.testing.assert_array_equal(centre["image"], to_float(square[2:34, 2:34]))
   assert not np.array_equal(centre["image"], to_float(bilinear[2:34, 2:34]))
-  no_flip = pipeline.cyclegan_transform(36, 32, random_flip=False)
+  no_flip = input_pipeline.cyclegan_transform(36, 32, random_flip=False)
   crops = {square[top:top + 32, left:left + 32].tobytes()
            for top in range(5) for left in range(5)}
   for seed in range(8):
@@ -99,20 +103,20 @@ def test_cyclegan_transform_is_resize_and_crop_of_a_square_bicubic_resize():
 
 def test_paired_training_crops_without_flips_by_default():
   # The official SRN code takes one random crop of the pair and no flips.
-  assert not pipeline.PairedTransform(crop_size=8).random_flip
+  assert not input_pipeline.PairedTransform(crop_size=8).random_flip
   assert not srn_config.get_config().data.random_flip
 
 
 def test_too_small_images_name_the_record(tmp_path):
   pairs = _paired_folder(tmp_path, count=1, size=16)
   with pytest.raises(DataError, match=r"0\.png: image 16x16 is smaller than crop_size=24"):
-    pipeline.paired_transform(24)(pairs[0], np.random.default_rng(0))
+    input_pipeline.paired_transform(24)(pairs[0], np.random.default_rng(0))
 
 
 def test_same_seed_same_batches_other_seed_other_batches():
-  first = _take(pipeline.make_dataset(Numbered(), batch_size=4, transform=_ids, seed=0), 5)
-  again = _take(pipeline.make_dataset(Numbered(), batch_size=4, transform=_ids, seed=0), 5)
-  other = _take(pipeline.make_dataset(Numbered(), batch_size=4, transform=_ids, seed=1), 5)
+  first = _take(input_pipeline.make_dataset(Numbered(), batch_size=4, transform=_ids, seed=0), 5)
+  again = _take(input_pipeline.make_dataset(Numbered(), batch_size=4, transform=_ids, seed=0), 5)
+  other = _take(input_pipeline.make_dataset(Numbered(), batch_size=4, transform=_ids, seed=1), 5)
   for a, b in zip(first, again, strict=True):
     np.testing.assert_array_equal(a["id"], b["id"])
     np.testing.assert_array_equal(a["noise"], b["noise"])
@@ -120,7 +124,7 @@ def test_same_seed_same_batches_other_seed_other_batches():
 
 
 def test_epochs_cover_every_record_and_reshuffle():
-  batches = _take(pipeline.make_dataset(Numbered(), batch_size=5, transform=_ids, seed=0), 4)
+  batches = _take(input_pipeline.make_dataset(Numbered(), batch_size=5, transform=_ids, seed=0), 4)
   ids = np.concatenate([batch["id"] for batch in batches])
   first_epoch, second_epoch = ids[:10], ids[10:]
   assert sorted(first_epoch) == sorted(second_epoch) == list(range(10))
@@ -130,15 +134,15 @@ def test_epochs_cover_every_record_and_reshuffle():
 
 
 def test_finite_epochs_end():
-  dataset = pipeline.make_dataset(Numbered(), batch_size=4, transform=_ids, seed=0,
-                                  num_epochs=2, drop_remainder=False)
-  batches = list(pipeline.iterate(dataset))
+  dataset = input_pipeline.make_dataset(Numbered(), batch_size=4, transform=_ids, seed=0,
+                                        num_epochs=2, drop_remainder=False)
+  batches = list(input_pipeline.iterate(dataset))
   assert [len(batch["id"]) for batch in batches] == [4, 4, 4, 4, 4]
 
 
 @pytest.mark.parametrize("prefetch", [0, 2])
 def test_resuming_at_a_step_yields_what_the_uninterrupted_run_yields(prefetch):
-  dataset = pipeline.make_dataset(Numbered(7), batch_size=3, transform=_ids, seed=4)
+  dataset = input_pipeline.make_dataset(Numbered(7), batch_size=3, transform=_ids, seed=4)
   uninterrupted = _take(dataset, 9, prefetch=prefetch)
   for start_step in (1, 5, 8):
     resumed = _take(dataset, 9 - start_step, start_step=start_step, prefetch=prefetch)
@@ -150,17 +154,17 @@ def test_resuming_at_a_step_yields_what_the_uninterrupted_run_yields(prefetch):
 def test_process_shards_are_disjoint_and_cover_the_data():
   names = []
   for process_index in range(2):
-    dataset = pipeline.make_dataset(Numbered(11), batch_size=2, transform=_ids, seed=0,
-                                    num_epochs=1, drop_remainder=False,
-                                    process_index=process_index, process_count=2)
-    names.append({name for batch in pipeline.iterate(dataset) for name in batch["name"]})
+    dataset = input_pipeline.make_dataset(Numbered(11), batch_size=2, transform=_ids, seed=0,
+                                          num_epochs=1, drop_remainder=False,
+                                          process_index=process_index, process_count=2)
+    names.append({name for batch in input_pipeline.iterate(dataset) for name in batch["name"]})
   assert not names[0] & names[1]
   assert names[0] | names[1] == {f"{i:03d}" for i in range(11)}
 
 
 def test_worker_processes_give_the_same_batches():
-  dataset = pipeline.make_dataset(demo.DemoFaces(size=24, count=8), batch_size=2, seed=0,
-                                  transform=pipeline.cyclegan_transform(24, 20))
+  dataset = input_pipeline.make_dataset(demo.DemoFaces(size=24, count=8), batch_size=2, seed=0,
+                                        transform=input_pipeline.cyclegan_transform(24, 20))
   threads = _take(dataset, 3, start_step=2)
   workers = _take(dataset, 3, start_step=2, num_workers=1)
   for a, b in zip(threads, workers, strict=True):
@@ -169,23 +173,23 @@ def test_worker_processes_give_the_same_batches():
 
 
 def test_transforms_pickle_for_worker_processes():
-  for transform in (pipeline.cyclegan_transform(36, 32),
-                    pipeline.paired_transform(24, train=True, random_flip=False)):
+  for transform in (input_pipeline.cyclegan_transform(36, 32),
+                    input_pipeline.paired_transform(24, train=True, random_flip=False)):
     assert pickle.loads(pickle.dumps(transform)) == transform
 
 
 def test_dataset_too_small_for_a_batch_is_an_error():
   with pytest.raises(DataError, match="do not fill one batch of 8"):
-    pipeline.make_dataset(Numbered(3), batch_size=8, transform=_ids, seed=0, num_epochs=2)
+    input_pipeline.make_dataset(Numbered(3), batch_size=8, transform=_ids, seed=0, num_epochs=2)
 
 
 def test_shard_batch_splits_over_the_mesh():
   devices = jax.devices()
   mesh = Mesh(np.asarray(devices), ("data",))
-  batch = _take(pipeline.make_dataset(Numbered(), batch_size=2 * len(devices),
-                                      transform=_ids, seed=0), 1)[0]
+  batch = _take(input_pipeline.make_dataset(Numbered(), batch_size=2 * len(devices),
+                                            transform=_ids, seed=0), 1)[0]
   batch["image"] = np.arange(2 * len(devices) * 4, dtype=np.float32).reshape(-1, 2, 2, 1)
-  sharded = pipeline.shard_batch(batch, mesh)
+  sharded = partitioning.shard_batch(batch, mesh)
   assert set(sharded) == {"id", "noise", "image"}  # names stay on the host
   assert sharded["image"].shape == batch["image"].shape
   assert len(sharded["image"].addressable_shards) == len(devices)

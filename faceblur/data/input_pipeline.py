@@ -18,11 +18,10 @@ import grain
 import jax
 import numpy as np
 from absl import flags
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from faceblur.data import augment
-from faceblur.data.image_io import to_float
 from faceblur.errors import ConfigError, DataError
+from faceblur.images import to_float
 
 Record = dict[str, Any]
 Transform = Callable[[Record, np.random.Generator], Record]
@@ -98,17 +97,6 @@ def _closing(iterator, *, copy: bool) -> Iterator[Record]:
       yield {key: np.array(value) for key, value in batch.items()} if copy else batch
   finally:
     iterator.close()
-
-
-def shard_batch(batch: Record, mesh: Mesh, axis: str = "data") -> dict[str, jax.Array]:
-  """This process's numpy batch as global arrays split along `axis` of `mesh`.
-
-  Non-numeric leaves (the records' names) stay on the host and are left out.
-  """
-  sharding = NamedSharding(mesh, PartitionSpec(axis))
-  return {key: jax.make_array_from_process_local_data(sharding, np.asarray(value))
-          for key, value in batch.items()
-          if isinstance(value, np.ndarray) and value.dtype.kind in "biuf"}
 
 
 def _check_size(image: np.ndarray, crop_size: int, name: str) -> None:

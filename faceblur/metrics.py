@@ -14,6 +14,9 @@ outputs to [0, 1] first (as the deblurring literature does before saving its res
   module reproduces skimage.)
 * `y_channel=True` first converts RGB to ITU-R BT.601 luma (`rgb_to_y`), as MATLAB's
   `rgb2ycbcr` and most deblurring papers do.
+
+They live beside the losses, below both training (the SRN test hook) and evaluation, so
+neither reaches into the other for them.
 """
 
 import functools
@@ -22,14 +25,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from faceblur.images import BT601_LUMA
+
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 
-# BT.601 luma for RGB in [0, 1]: Y = 16/255 + (65.481 R + 128.553 G + 24.966 B) / 255.
+# BT.601 luma on the studio range for RGB in [0, 1]: Y = 16/255 + 219/255 (0.299 R + 0.587 G
+# + 0.114 B), i.e. (65.481 R + 128.553 G + 24.966 B) / 255.
 _Y_OFFSET = 16.0 / 255.0
-_Y_WEIGHTS = (65.481 / 255.0, 128.553 / 255.0, 24.966 / 255.0)
+_Y_WEIGHTS = tuple(weight * 219.0 / 255.0 for weight in BT601_LUMA)
 
 
 def rgb_to_y(images) -> jax.Array:

@@ -47,8 +47,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from faceblur.detectors.base import Detection
 from faceblur.errors import ConfigError
-from faceblur.evaluate.detectors import Detection, as_rgb_batch
+from faceblur.images import as_rgb
 
 PACKAGE = "mtcnn"
 PACKAGE_VERSION = "1.0.0"
@@ -420,7 +421,7 @@ class MTCNN:
 
   def detect_batch(self, images: np.ndarray | Sequence[np.ndarray]) -> list[list[Detection]]:
     """Images of the same size run together through every stage, in chunks of up to 16."""
-    batch = as_rgb_batch(images)
+    batch = [as_rgb(image) for image in images]
     results: list[list[Detection]] = [[] for _ in batch]
     by_shape: dict[tuple, list[int]] = {}
     for position, image in enumerate(batch):

@@ -1,0 +1,77 @@
+"""Restoring photos with a trained stage: SRN (stage 2) or the CycleGAN's F (blurred -> sharp).
+
+Both are used the same way, by the `deblur` job, by evaluation (the "ours", kernel-baseline
+and Zhu et al. rows of Table 1) and by notebooks, so one `Restorer` serves them all. Images
+of any size and aspect go through the network padded to a multiple of 4 and are cropped back;
+images larger than `tile_size` go through overlapping tiles blended without seams
+(`faceblur.inference.tiling`), so memory stays bounded for 12-megapixel photos. Grey, RGBA
+and uint8 inputs are read as RGB floats (`faceblur.images.as_rgb`).
+"""
+
+import pathlib
+
+import jax.numpy as jnp
+import numpy as np
+
+from faceblur.errors import ConfigError
+from faceblur.images import as_rgb
+from faceblur.inference import tiling
+from faceblur.ops import compilation
+from faceblur.train import srn
+from faceblur.train.trained import load_trained
+
+# Both networks halve the image twice (SRN inside each scale's encoder, the CycleGAN
+# generator in its two stride-2 convolutions): sides divisible by 4.
+SIDE_MULTIPLE = 4
+
+
+def _generator_restore_fn(network):
+  """Jitted `(params, blurred) -> restored` of a CycleGAN generator, clipped to [0, 1]."""
+  return compilation.jit(lambda params, blurred: jnp.clip(
+      network.apply(params, blurred).astype(jnp.float32), 0.0, 1.0))
+
+
+# Per stage: the network that maps blurred to sharp, and how to make its jitted restore.
+_STAGES = {
+    "srn": (srn.NETWORK, srn.make_restore_fn),
+    "cyclegan": ("blurred_to_sharp", _generator_restore_fn),
+}
+
+
+class Restorer:
+  """A trained stage: `restorer(image)` restores one image of any size (see `as_rgb`) into
+  an HxWx3 float32 image in [0, 1].
+
+  `stage` is 'srn' (the paper's deblurrer) or 'cyclegan' (its blurred -> sharp generator F,
+  the CycleGAN used as a deblurrer); `workdir` is that stage's workdir or checkpoint folder.
+  """
+
+  def __init__(self, workdir: str | pathlib.Path, *, stage: str = "srn", tile_size: int = 512,
+               tile_overlap: int = 32):
+    if stage not in _STAGES:
+      raise ConfigError(f"cannot restore with stage {stage!r}; use one of {', '.join(_STAGES)}")
+    network_name, make_restore_fn = _STAGES[stage]
+    trained = load_trained(workdir, stage)
+    self.stage = stage
+    self.config = trained.config
+    self.step = trained.step
+    self.tile_size = tile_size
+    self.tile_overlap = tile_overlap
+    self._params = trained.params[network_name]
+    self._restore = make_restore_fn(trained.networks[network_name])
+
+  def restore_batch(self, blurred: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) float [0, 1], sides divisible by 4 -> restored, same shape."""
+    return np.asarray(self._restore(self._params, jnp.asarray(blurred, jnp.float32)))
+
+  def __call__(self, image) -> np.ndarray:
+    return tiling.tiled_apply(self.restore_batch, as_rgb(image), tile_size=self.tile_size,
+                              overlap=self.tile_overlap, multiple=SIDE_MULTIPLE)
+
+
+class Deblurrer(Restorer):
+  """The trained SRN of a stage-2 workdir (what `faceblur.load_deblurrer` returns)."""
+
+  def __init__(self, workdir: str | pathlib.Path, *, tile_size: int = 512,
+               tile_overlap: int = 32):
+    super().__init__(workdir, stage="srn", tile_size=tile_size, tile_overlap=tile_overlap)
