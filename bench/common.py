@@ -123,7 +123,7 @@ def save_random_checkpoint(stage, config, workdir: str | pathlib.Path) -> pathli
   from faceblur.train.checkpointing import Checkpointer  # noqa: PLC0415
 
   workdir = pathlib.Path(workdir)
-  tx = stage.make_optimizer(config, 1)
+  tx = stage.STAGE.make_optimizer(config, 1)
   state = state_lib.create_train_state(stage.init_fn(config, tx), config.seed,
                                        partitioning.make_mesh(1))
   checkpointer = Checkpointer(workdir / "checkpoints")

@@ -51,9 +51,9 @@ def bench_faceblur(stage: str, batch_size: int, size: int) -> dict:
   config.mixed_precision = FLAGS.mixed_precision
   config.data.crop_size = size
   mesh = partitioning.make_mesh()
-  tx = module.make_optimizer(config, 1000)
+  tx = module.STAGE.make_optimizer(config, 1000)
   state = state_lib.create_train_state(module.init_fn(config, tx), 0, mesh)
-  networks = cyclegan.make_networks(config) if stage == "cyclegan" else srn.make_network(config)
+  networks = module.make_networks(config)
   rng = np.random.default_rng(0)
   keys = ("sharp", "blurred")
   batch = {key: rng.random((batch_size, size, size, 3), dtype=np.float32) for key in keys}

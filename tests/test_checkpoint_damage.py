@@ -169,3 +169,27 @@ def test_deblur_job_prints_no_absl_lines_and_one_warning_for_a_damaged_checkpoin
   verbose = run_main(*args, "--verbosity=0")
   assert verbose.returncode == 0, verbose.stderr[-3000:]
   assert "Given directory is read only" in verbose.stderr
+
+
+def test_a_checkpoint_of_an_earlier_state_layout_is_refused_in_one_line(tmp_path, capsys):
+  """The untyped state of earlier versions (params/opt_states/extras dicts) is not damage:
+  training and inference stop with one line naming both layouts, and nothing is moved."""
+  checkpoints = tmp_path / "srn" / "checkpoints"
+  earlier = {"step": np.int32(2), "rng": np.zeros(2, np.uint32), "extras": {},
+             "params": {"deblurrer": {"kernel": np.zeros((3, 3), np.float32)}},
+             "opt_states": {"deblurrer": {"count": np.int32(2)}}}
+  checkpointer = Checkpointer(checkpoints)
+  checkpointer.save(2, earlier, srn_config(4), force=True)
+  checkpointer.wait_until_finished()
+  checkpointer.close()
+  for attempt in (lambda: load_trained(checkpoints, "srn"),
+                  lambda: srn.train_and_evaluate(srn_config(4), checkpoints.parent)):
+    with pytest.raises(CheckpointError) as raised:
+      attempt()
+    message = str(raised.value)
+    assert "\n" not in message, message
+    assert message.startswith(f"{checkpoints}/2: its train state has the fields "
+                              "opt_states, params, rng, step, where this version expects "), message
+    assert "deblurrer" in message and "another faceblur version wrote it" in message
+  assert not _warnings(capsys.readouterr().err)
+  assert sorted(path.name for path in checkpoints.iterdir()) == ["2"]

@@ -29,9 +29,7 @@ SCRIPT = textwrap.dedent("""
       tx = optax.sgd(0.01)
       state = state_lib.create_train_state(module.init_fn(config, tx), 0, mesh)
       initial = jax.tree.leaves(jax.device_get(state.params))
-      networks = (cyclegan.make_networks(config) if module is cyclegan
-                  else srn.make_network(config))
-      step = jax.jit(module.make_train_step(config, networks, tx))
+      step = jax.jit(module.make_train_step(config, module.make_networks(config), tx))
       params, losses = [], []
       for _ in range(2):
         state, metrics = step(state, partitioning.shard_batch(batch, mesh))

@@ -44,7 +44,7 @@ SCRIPT = textwrap.dedent("""
     state = state_lib.create_train_state(srn.init_fn(config, tx), 0, mesh)
     batch = partitioning.shard_batch(batch, mesh)
     step = partitioning.compile_on_every_process(
-        jax.jit(srn.make_train_step(config, srn.make_network(config), tx)), state, batch)
+        jax.jit(srn.make_train_step(config, srn.make_networks(config), tx)), state, batch)
     for _ in range(2):
       state, metrics = step(state, batch)
     leaves = [np.asarray(leaf.addressable_data(0)) for leaf in jax.tree.leaves(state.params)]

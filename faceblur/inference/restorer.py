@@ -34,7 +34,7 @@ def _generator_restore_fn(network):
 # Per stage: the network that maps blurred to sharp, and how to make its jitted restore.
 _STAGES = {
     "srn": (srn.NETWORK, srn.make_restore_fn),
-    "cyclegan": ("blurred_to_sharp", _generator_restore_fn),
+    "cyclegan": ("f", _generator_restore_fn),  # F: blurred -> sharp
 }
 
 

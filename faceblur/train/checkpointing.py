@@ -15,7 +15,12 @@ deleted) does not end the run: restoring without a step takes the newest checkpo
 restores, with one warning line per damaged one skipped. A training run moves a skipped one
 aside to `<step>.damaged` (kept, never deleted), so that saving that step again later does
 not collide with it. A checkpoint of another stage or config is no damage: it stops with the
-one line naming the key, whatever older checkpoints there are.
+one line naming the key, whatever older checkpoints there are. Nor is one whose state has
+other fields than this version's (written before the stages' states were typed, say): it
+stops with one line naming them.
+
+Inference restores only the networks' fields of a state (a partial restore), so it needs no
+optimiser and reads none of the optimiser's arrays.
 """
 
 import json
@@ -183,15 +188,16 @@ class Checkpointer:
 
   def restore_with_config(self, abstract_for: Callable[[dict[str, Any]], Any],
                           config: ml_collections.ConfigDict | None = None, *,
-                          step: int | None = None, log: Callable[[str], None] | None = None
-                          ) -> tuple[int, dict[str, Any], Any]:
+                          step: int | None = None, log: Callable[[str], None] | None = None,
+                          partial: bool = False) -> tuple[int, dict[str, Any], Any]:
     """(step, saved config, state) as `restore`, the restore target built by
     `abstract_for(saved config)`: inference rebuilds the networks from the checkpoint's own
     config, which a damaged checkpoint may not have. A `CheckpointError` from `abstract_for`
-    (a checkpoint of the wrong stage) stops the search."""
+    (a checkpoint of the wrong stage) stops the search. `partial`: the target is a dict of
+    some of the state's fields, and only those are read."""
     if step is not None:
       try:
-        return step, *self._restore_one(step, abstract_for, config)
+        return step, *self._restore_one(step, abstract_for, config, partial)
       except _Unrestorable as error:
         raise CheckpointError(
             f"{self.directory}/{step}: cannot be restored ({error.reason})") from None
@@ -201,7 +207,7 @@ class Checkpointer:
     damaged: list[tuple[int, str]] = []
     for candidate in steps:
       try:
-        saved, state = self._restore_one(candidate, abstract_for, config)
+        saved, state = self._restore_one(candidate, abstract_for, config, partial)
       except _Unrestorable as error:
         damaged.append((candidate, error.reason))
         continue
@@ -218,9 +224,11 @@ class Checkpointer:
         + "; ".join(f"step {bad_step}: {reason}" for bad_step, reason in damaged) + ")" + hint)
 
   def _restore_one(self, step: int, abstract_for: Callable[[dict[str, Any]], Any],
-                   config: ml_collections.ConfigDict | None) -> tuple[dict[str, Any], Any]:
+                   config: ml_collections.ConfigDict | None,
+                   partial: bool = False) -> tuple[dict[str, Any], Any]:
     """Raises `_Unrestorable` when the files of `step` do not read, `CheckpointError` when
-    they do but belong to another network (a config that differs explains the failure)."""
+    they do but belong to another network (a config that differs explains the failure) or
+    to another layout of the state."""
     _quiet_failed_restore_leftovers(self.directory)
     try:
       saved = self.saved_config(step)
@@ -229,9 +237,15 @@ class Checkpointer:
     if config is not None:
       self._check_compatible(saved, config)
     abstract_state = abstract_for(saved)
+    self._check_fields(step, abstract_state, partial)
+    if partial:
+      restore = ocp.args.PyTreeRestore(
+          abstract_state, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state),
+          partial_restore=True)
+    else:
+      restore = ocp.args.StandardRestore(abstract_state)
     try:
-      restored = self._manager.restore(step, args=ocp.args.Composite(**{
-          STATE_ITEM: ocp.args.StandardRestore(abstract_state)}))
+      restored = self._manager.restore(step, args=ocp.args.Composite(**{STATE_ITEM: restore}))
     except Exception as error:  # tensorstore's ValueErrors, a KeyError for a missing item...
       differing = self._differing_keys(saved, config) if config is not None else ""
       if differing:
@@ -239,6 +253,26 @@ class Checkpointer:
                               f"config differs in {differing}") from None
       raise _Unrestorable(_reason(error)) from None
     return saved, restored[STATE_ITEM]
+
+  def _check_fields(self, step: int, abstract_state: Any, partial: bool) -> None:
+    """Refuses, in one line, a checkpoint whose state has other top-level fields than the
+    target (a partial target: lacks one of them). orbax would fail deep inside for a full
+    restore, which would be taken for damage, and silently for a partial one."""
+    handler = ocp.PyTreeCheckpointHandler()
+    try:
+      saved_tree = handler.metadata(self.directory / str(step) / STATE_ITEM).tree
+    except Exception as error:  # a missing or unreadable _METADATA: the files are damaged
+      raise _Unrestorable(_reason(error)) from None
+    finally:
+      handler.close()
+    saved = {name for name, value in saved_tree.items() if jax.tree.leaves(value)}
+    wanted = {_field_name(path[0]) for path, _ in jax.tree_util.tree_leaves_with_path(
+        abstract_state)}
+    if wanted - saved or (not partial and saved - wanted):
+      raise CheckpointError(
+          f"{self.directory}/{step}: its train state has the fields {', '.join(sorted(saved))}, "
+          f"where this version expects {', '.join(sorted(wanted))} (another faceblur version "
+          "wrote it); train again in another workdir, or use that version")
 
   def _move_aside(self, step: int) -> str:
     """Renames a damaged `step` to `<step>.damaged` so that the run can save `step` again;
@@ -309,6 +343,14 @@ class Checkpointer:
     if step is None:
       raise CheckpointError(f"{self.directory}: no complete checkpoint found")
     return step
+
+
+def _field_name(key: Any) -> str:
+  """The name a pytree path entry (a dataclass field, a dict key) has in orbax's metadata."""
+  for attribute in ("name", "key", "idx"):
+    if hasattr(key, attribute):
+      return str(getattr(key, attribute))
+  return str(key)
 
 
 def abstract_like(state: Any) -> Any:

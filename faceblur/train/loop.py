@@ -1,6 +1,7 @@
 """The training loop every stage shares: resume, step, log, check, checkpoint.
 
-A stage supplies its initial state, its jitted train step and its data; this loop owns
+A stage (`stage.Stage`, whose `train_and_evaluate` calls `train`) supplies its initial
+state, its jitted train step, its data and its periodic hooks; this loop owns
 everything else, so resuming, logging and the non-finite guard behave the same in both
 stages. Batch `k` of the input pipeline is a pure function of (seed, k) and the step's RNG is
 `fold_in(rng, step)`, so a run resumed from step `k` continues exactly as an uninterrupted

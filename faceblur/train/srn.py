@@ -8,12 +8,14 @@ norm (an option of the official code that its training leaves off).
 
 import functools
 import pathlib
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from flax import nnx
 
 from faceblur import losses
 from faceblur import metrics as quality
@@ -22,11 +24,21 @@ from faceblur.data import input_pipeline as data_pipeline
 from faceblur.data.sources import SkipBadRecords
 from faceblur.models import SRNDeblurNet
 from faceblur.ops import compilation
-from faceblur.train import loop, partitioning
+from faceblur.train import loop
+from faceblur.train import stage as stage_lib
 from faceblur.train import state as state_lib
 from faceblur.train.metric_writers import MetricWriter
 
 NETWORK = "deblurrer"
+
+
+class SRNState(state_lib.TrainState):
+  """Stage 2's train state: the deblurrer's parameters and its optimiser's state."""
+
+  NETWORKS: ClassVar[tuple[str, ...]] = (NETWORK,)
+
+  deblurrer: nnx.State
+  opt_state: Any
 
 
 def module_factory(config: ml_collections.ConfigDict):
@@ -38,9 +50,9 @@ def module_factory(config: ml_collections.ConfigDict):
       dtype=state_lib.compute_dtype(config))
 
 
-def make_network(config: ml_collections.ConfigDict) -> state_lib.Network:
+def make_networks(config: ml_collections.ConfigDict) -> dict[str, state_lib.Network]:
   make = module_factory(config)
-  return state_lib.network_of(lambda rngs: make(rngs=rngs))
+  return {NETWORK: state_lib.network_of(lambda rngs: make(rngs=rngs))}
 
 
 def _is_lstm(path) -> bool:
@@ -48,8 +60,9 @@ def _is_lstm(path) -> bool:
              for entry in path)
 
 
-def make_optimizer(config: ml_collections.ConfigDict,
-                   num_train_steps: int) -> optax.GradientTransformation:
+def optimizer(config: ml_collections.ConfigDict,
+              num_train_steps: int) -> optax.GradientTransformation:
+  """Adam with polynomial decay, the ConvLSTM's gradients optionally clipped."""
   opt = config.optimizer
   schedule = optax.polynomial_schedule(
       init_value=opt.learning_rate, end_value=opt.end_learning_rate, power=opt.decay_power,
@@ -58,28 +71,27 @@ def make_optimizer(config: ml_collections.ConfigDict,
   if opt.lstm_grad_clip_norm > 0 and config.model.use_lstm:
     labels = lambda params: jax.tree_util.tree_map_with_path(  # noqa: E731
         lambda path, _: "lstm" if _is_lstm(path) else "rest", params)
-    tx = optax.multi_transform(
+    return optax.multi_transform(
         {"lstm": optax.chain(optax.clip_by_global_norm(opt.lstm_grad_clip_norm), adam),
          "rest": adam}, labels)
-  else:
-    tx = adam
-  return loop.nonfinite_guard(tx, config)
+  return adam
 
 
 def init_fn(config: ml_collections.ConfigDict, tx: optax.GradientTransformation):
+  """Returns `key -> SRNState` with a fresh deblurrer and optimiser."""
   make = module_factory(config)
 
-  def init(key: jax.Array) -> state_lib.TrainState:
+  def init(key: jax.Array) -> SRNState:
     params = state_lib.init_params(lambda rngs: make(rngs=rngs), key)
-    return state_lib.TrainState(
-        step=jnp.zeros((), jnp.int32), params={NETWORK: params},
-        opt_states={NETWORK: tx.init(params)}, rng=jax.random.fold_in(key, 1))
+    return SRNState(step=jnp.zeros((), jnp.int32), rng=jax.random.fold_in(key, 1),
+                    deblurrer=params, opt_state=tx.init(params))
 
   return init
 
 
-def make_train_step(config: ml_collections.ConfigDict, network: state_lib.Network,
-                    tx: optax.GradientTransformation):
+def make_train_step(config: ml_collections.ConfigDict, networks: stage_lib.Networks,
+                    tx: optax.GradientTransformation) -> loop.TrainStep:
+  network = networks[NETWORK]
   weights = tuple(config.loss.scale_weights)
 
   def loss_fn(params, blurred, sharp):
@@ -88,13 +100,11 @@ def make_train_step(config: ml_collections.ConfigDict, network: state_lib.Networ
     total = losses.multiscale_euclidean_loss(estimates, sharp, weights)
     return total, {"loss": total, **{f"loss/scale{i}": value for i, value in enumerate(per_scale)}}
 
-  def train_step(state: state_lib.TrainState, batch: dict[str, jax.Array]):
+  def train_step(state: SRNState, batch: dict[str, jax.Array]):
     grads, metrics = jax.grad(loss_fn, has_aux=True)(
-        state.params[NETWORK], batch["blurred"], batch["sharp"])
-    params, opt_state = state_lib.apply_gradients(
-        tx, state.params[NETWORK], state.opt_states[NETWORK], grads)
-    return state.replace(step=state.step + 1, params={NETWORK: params},
-                         opt_states={NETWORK: opt_state}), metrics
+        state.deblurrer, batch["blurred"], batch["sharp"])
+    deblurrer, opt_state = state_lib.apply_gradients(tx, state.deblurrer, state.opt_state, grads)
+    return state.replace(step=state.step + 1, deblurrer=deblurrer, opt_state=opt_state), metrics
 
   return train_step
 
@@ -109,22 +119,16 @@ def make_restore_fn(network: state_lib.Network):
   return restore
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
-  """Trains stage 2 in `workdir` (resuming from its latest checkpoint)."""
-  workdir = pathlib.Path(workdir)
-  mesh = partitioning.make_mesh(config.num_devices or None)
-  local_batch = partitioning.per_process_batch_size(config.batch_size, mesh)
-  train_source = SkipBadRecords(factory.make_paired_source(config.data.train),
-                                min_size=config.data.crop_size,
-                                min_size_reason="data.crop_size")
-  num_train_steps = loop.num_steps(config, len(train_source))
+def sources(config: ml_collections.ConfigDict) -> tuple:
+  """The (blurred, sharp) training pairs, those smaller than the crop skipped."""
+  return (SkipBadRecords(factory.make_paired_source(config.data.train),
+                         min_size=config.data.crop_size, min_size_reason="data.crop_size"),)
 
-  network = make_network(config)
-  tx = make_optimizer(config, num_train_steps)
-  state = state_lib.create_train_state(init_fn(config, tx), config.seed, mesh)
-  writer = MetricWriter(workdir)
-  state_lib.write_parameter_overview(writer, state.params)
 
+def make_batches(config: ml_collections.ConfigDict, train_sources: tuple,
+                 local_batch: int) -> stage_lib.Batches:
+  """`start_step -> {'blurred', 'sharp'} batches` of random crops."""
+  (train_source,) = train_sources
   train_data = data_pipeline.make_dataset(
       train_source, batch_size=local_batch, seed=config.seed,
       transform=data_pipeline.paired_transform(config.data.crop_size, train=True,
@@ -135,19 +139,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                                        num_workers=config.num_workers):
       yield {"blurred": batch["blurred"], "sharp": batch["sharp"]}
 
-  replicated = partitioning.replicated(mesh)
-  train_step = compilation.jit(make_train_step(config, network, tx), donate_argnums=0,
-                               out_shardings=(replicated, replicated))
-  hooks = ()
-  if config.data.test.path or config.data.test.kind.startswith("demo"):
-    test_source = SkipBadRecords(factory.make_paired_source(config.data.test),
-                                 min_size=config.eval_crop_size,
-                                 min_size_reason="eval_crop_size")
-    hooks = (loop.Periodic(config.eval_every_steps,
-                           _evaluator(config, network, test_source, writer)),)
-  return loop.train(config=config, workdir=workdir, mesh=mesh, state=state,
-                    train_step=train_step, batches=batches, num_train_steps=num_train_steps,
-                    writer=writer, hooks=hooks)
+  return batches
+
+
+def make_hooks(config: ml_collections.ConfigDict, networks: stage_lib.Networks,
+               train_sources: tuple, workdir: pathlib.Path,
+               writer: MetricWriter) -> tuple[loop.Periodic, ...]:
+  """The held-out evaluation, when there is a test set."""
+  if not (config.data.test.path or config.data.test.kind.startswith("demo")):
+    return ()
+  test_source = SkipBadRecords(factory.make_paired_source(config.data.test),
+                               min_size=config.eval_crop_size, min_size_reason="eval_crop_size")
+  return (loop.Periodic(config.eval_every_steps,
+                        _evaluator(config, networks[NETWORK], test_source, writer)),)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str | pathlib.Path) -> SRNState:
+  """Trains stage 2 in `workdir` (resuming from its latest checkpoint)."""
+  return STAGE.train_and_evaluate(config, workdir)
 
 
 def _evaluator(config, network, test_source, writer: MetricWriter):
@@ -157,11 +167,11 @@ def _evaluator(config, network, test_source, writer: MetricWriter):
   pairs = [transform(test_source[i], np.random.default_rng(i)) for i in range(count)]
   restore = make_restore_fn(network)
 
-  def hook(step: int, state: state_lib.TrainState) -> None:
+  def hook(step: int, state: SRNState) -> None:
     scores = {"psnr/blurred": [], "psnr/restored": [], "ssim/blurred": [], "ssim/restored": []}
     for pair in pairs:
       blurred, sharp = pair["blurred"][None], pair["sharp"][None]
-      restored = restore(state.params[NETWORK], blurred)
+      restored = restore(state.deblurrer, blurred)
       for name, images in (("blurred", blurred), ("restored", restored)):
         scores[f"psnr/{name}"].append(float(quality.psnr(images, sharp)[0]))
         scores[f"ssim/{name}"].append(float(quality.ssim(images, sharp)[0]))
@@ -169,3 +179,9 @@ def _evaluator(config, network, test_source, writer: MetricWriter):
                                 for name, values in scores.items()})
 
   return hook
+
+
+STAGE = stage_lib.Stage(
+    job="srn", make_networks=make_networks, optimizer=optimizer, init_fn=init_fn,
+    make_train_step=make_train_step, sources=sources, make_batches=make_batches,
+    make_hooks=make_hooks)

@@ -1,14 +1,16 @@
-"""The train state every stage shares, and the bridge from NNX modules to pure functions.
+"""The train state every stage builds on, and the bridge from NNX modules to pure functions.
 
 The networks are Flax NNX modules, but the train steps are pure functions of a pytree:
 that is what `jax.jit` shards over a mesh, what orbax checkpoints, and what makes a resumed
-run bit-identical to an uninterrupted one. `Network` keeps a module's static graph and
-rebuilds the module from parameters inside the traced step.
+run bit-identical to an uninterrupted one. `Network` keeps a module's static graph (and the
+shapes of its parameters) and rebuilds the module from parameters inside the traced step.
+Each stage's state is a typed `TrainState` with one field per network, named as in the
+paper (`cyclegan.CycleGANState`, `srn.SRNState`).
 """
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -21,9 +23,14 @@ from faceblur.train import partitioning
 
 @dataclasses.dataclass(frozen=True)
 class Network:
-  """A module's graph definition: `apply(params, ...)` calls the module with those params."""
+  """A module's graph definition: `apply(params, ...)` calls the module with those params.
+
+  `abstract_params` (shapes and dtypes, no arrays) is what inference restores into, so that
+  loading a trained network needs neither its initialisers nor its optimiser.
+  """
 
   graphdef: nnx.GraphDef
+  abstract_params: nnx.State = dataclasses.field(compare=False, repr=False)
 
   def apply(self, params: nnx.State, *args, **kwargs):
     return nnx.merge(self.graphdef, params)(*args, **kwargs)
@@ -32,16 +39,21 @@ class Network:
 class TrainState(struct.PyTreeNode):
   """Everything that changes during training, as one checkpointable pytree.
 
-  `params` and `opt_states` are keyed by network / optimiser name (one of each for SRN; two
-  generators and two discriminators with two optimisers for CycleGAN). `extras` holds
-  stage-specific state that must survive a restart, such as the CycleGAN image pools.
+  A stage subclasses it with one field per network, holding that network's parameters and
+  named in `NETWORKS` as in the stage's `make_networks`, plus its optimiser states and
+  whatever else must survive a restart (the CycleGAN image pools). The shared loop sees only
+  `step`, `rng` and `params`; inference restores only the `NETWORKS` fields.
   """
 
+  NETWORKS: ClassVar[tuple[str, ...]] = ()
+
   step: jax.Array
-  params: dict[str, nnx.State]
-  opt_states: dict[str, Any]
   rng: jax.Array
-  extras: dict[str, Any] = struct.field(default_factory=dict)
+
+  @property
+  def params(self) -> dict[str, nnx.State]:
+    """Each network's parameters, by network name."""
+    return {name: getattr(self, name) for name in self.NETWORKS}
 
 
 def compute_dtype(config) -> jnp.dtype:
@@ -59,8 +71,8 @@ def split_params(module: nnx.Module) -> tuple[nnx.GraphDef, nnx.State]:
 
 def network_of(make_module: Callable[[nnx.Rngs], nnx.Module]) -> Network:
   """The graph of a module, found by abstract evaluation so no weights are allocated."""
-  graphdef, _ = jax.eval_shape(lambda: split_params(make_module(nnx.Rngs(0))))
-  return Network(graphdef)
+  graphdef, abstract_params = jax.eval_shape(lambda: split_params(make_module(nnx.Rngs(0))))
+  return Network(graphdef, abstract_params)
 
 
 def create_train_state(

@@ -56,8 +56,7 @@ def synthesize(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -
   if config.image_size % 4:
     raise ConfigError(f"image_size={config.image_size} must be a multiple of 4")
   trained = load_trained(config.cyclegan_workdir, "cyclegan")
-  generator = trained.networks["sharp_to_blurred"]
-  params = trained.params["sharp_to_blurred"]
+  generator, params = trained.networks["g"], trained.params["g"]  # G: sharp -> blurred
   blur = compilation.jit(lambda p, sharp: generator.apply(p, sharp).astype(jnp.float32))
 
   source = factory.make_source(config.source)
