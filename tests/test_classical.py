@@ -93,13 +93,15 @@ def test_invalid_kernels_are_rejected():
 def test_blind_estimate_finds_a_clear_straight_blur(angle):
   blurred = _blur(_face(), classical.linear_motion_psf(15, angle), seed=1)
   motion = classical.estimate_linear_motion(blurred)
-  assert _angle_error(motion.angle_deg, angle) < 20  # measured < 2 degrees
-  assert motion.length == pytest.approx(15, abs=2)
-  assert motion.peak_score > 6
+  # Measured: angle errors 0.39, 0.22, 0.05 degrees; lengths 15.16, 15.34, 15.40; peak scores
+  # 17.1, 18.5, 18.0; the restoration gains +4.2, +4.5, +3.7 dB (angles 20, 75, 140).
+  assert _angle_error(motion.angle_deg, angle) < 1.5
+  assert motion.length == pytest.approx(15, abs=1)
+  assert motion.peak_score > 12
   psf = classical.estimate_motion_psf(blurred)
   np.testing.assert_array_equal(psf, classical.estimate_motion_psf(blurred))  # deterministic
   restored = classical.richardson_lucy(blurred, psf)
-  assert _psnr(restored, _face()) > _psnr(blurred, _face()) - 0.5  # measured +3.7 to +4.5 dB
+  assert _psnr(restored, _face()) > _psnr(blurred, _face()) + 3.0
 
 
 def test_blind_estimate_leaves_a_sharp_image_alone():

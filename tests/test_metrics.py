@@ -81,11 +81,21 @@ def test_identical_images_give_infinite_psnr_and_ssim_one(pairs):
 
 
 def test_max_value_scales_like_skimage_data_range(pairs):
+  """On 8-bit images (0..255) with max_value=255, both metrics equal skimage's data_range=255."""
   restored, reference = pairs
-  scaled = metrics.psnr(restored * 255, reference * 255, max_value=255.0)
-  np.testing.assert_allclose(scaled, metrics.psnr(restored, reference), atol=1e-3)
-  np.testing.assert_allclose(metrics.ssim(restored * 255, reference * 255, max_value=255.0),
-                             metrics.ssim(restored, reference), atol=1e-5)
+  restored8 = np.round(restored * 255).astype(np.uint8)
+  reference8 = np.round(reference * 255).astype(np.uint8)
+  psnr = np.asarray(metrics.psnr(restored8.astype(np.float32), reference8.astype(np.float32),
+                                 max_value=255.0))
+  ssim = np.asarray(metrics.ssim(restored8.astype(np.float32), reference8.astype(np.float32),
+                                 max_value=255.0))
+  for i in range(3):
+    np.testing.assert_allclose(
+        psnr[i], peak_signal_noise_ratio(reference8[i], restored8[i], data_range=255), atol=1e-4)
+    expected_ssim = structural_similarity(
+        restored8[i].astype(np.float64), reference8[i].astype(np.float64), gaussian_weights=True,
+        sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=-1)
+    np.testing.assert_allclose(ssim[i], expected_ssim, atol=1e-4)
 
 
 def test_bad_shapes_are_rejected():
