@@ -103,10 +103,17 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     _quiet_console(FLAGS.workdir)
   from faceblur import jobs  # noqa: PLC0415 — flag parsing and --help stay fast
-  from faceblur.errors import FaceblurError, StorageError  # noqa: PLC0415
+  from faceblur.errors import FaceblurError, Interrupted, StorageError  # noqa: PLC0415
 
   try:
     jobs.run(FLAGS.config, FLAGS.workdir)
+  except Interrupted as error:  # SIGINT/SIGTERM: the work so far is saved; says how to resume
+    print(error, file=sys.stderr, flush=True)
+    sys.exit(error.exit_code)
+  except KeyboardInterrupt:  # Ctrl-C outside a training loop or synthesis: no step to save
+    print("interrupted; nothing in progress was saved, run the same command to redo it",
+          file=sys.stderr, flush=True)
+    sys.exit(130)
   except FaceblurError as error:
     print(f"error: {error}", file=sys.stderr, flush=True)
     if isinstance(error, StorageError):

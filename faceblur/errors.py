@@ -29,3 +29,12 @@ class CheckpointError(FaceblurError):
 class StorageError(FaceblurError):
   """A folder cannot be created or written: full disk, read-only, no permission, not a folder."""
 
+
+
+class Interrupted(FaceblurError):
+  """SIGINT or SIGTERM stopped a job after saving what it had; `main.py` prints the message
+  without the 'error:' prefix and exits 128 + the signal number, as a shell does."""
+
+  def __init__(self, message: str, exit_code: int):
+    super().__init__(message)
+    self.exit_code = exit_code

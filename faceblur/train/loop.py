@@ -8,9 +8,14 @@ stages. Batch `k` of the input pipeline is a pure function of (seed, k) and the 
 one would.
 """
 
+import contextlib
 import dataclasses
 import math
+import os
 import pathlib
+import signal
+import sys
+import threading
 from collections.abc import Callable, Iterator
 
 import jax
@@ -18,9 +23,11 @@ import ml_collections
 import numpy as np
 import optax
 from clu import metrics as clu_metrics
+from jax._src import distributed as jax_distributed
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from faceblur.errors import ConfigError, FaceblurError
+from faceblur.errors import ConfigError, FaceblurError, Interrupted
 from faceblur.train import partitioning
 from faceblur.train.checkpointing import Checkpointer, abstract_like
 from faceblur.train.metric_writers import MetricWriter, ReportProgress
@@ -62,6 +69,76 @@ class Periodic:
   def maybe_run(self, step: int, state: TrainState, last_step: int) -> None:
     if (self.every_steps > 0 and step % self.every_steps == 0) or step == last_step:
       self.hook(step, state)
+
+
+class Interruption:
+  """What SIGINT or SIGTERM asked for, read by a loop between two units of work.
+
+  The handler only records the signal: raising from it (Python's KeyboardInterrupt) would
+  leave a jitted step, an orbax save or a PNG half done. A second signal aborts at once.
+  `synchronized` (a multi-process training loop) stops at the step JAX's preemption service
+  makes every process agree on, so that all of them save the same step.
+  """
+
+  def __init__(self, synchronized: bool = False):
+    self.signum: int | None = None
+    self.synchronized = synchronized
+
+  def handle(self, signum: int, frame: object) -> None:
+    del frame
+    if self.signum is not None:
+      print("aborted without saving (second interrupt); the last checkpoint is kept",
+            file=sys.stderr, flush=True)
+      os._exit(128 + signum)
+    self.signum = signum
+    if self.synchronized:
+      # SIGTERM is the preemption service's notice (its C++ handler); it tells every process.
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  @property
+  def requested(self) -> bool:
+    return self.signum is not None
+
+  def reached(self, step: int) -> bool:
+    """Whether to save `step` and stop; every process calls it at every step when synchronized."""
+    if self.synchronized:
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self.requested
+
+  def error(self, message: str) -> Interrupted:
+    # A process told by the preemption service (another host's signal) exits as on SIGTERM.
+    signum = self.signum if self.signum is not None else signal.SIGTERM
+    return Interrupted(message, exit_code=128 + signum)
+
+
+@contextlib.contextmanager
+def interruptible(*, synchronized: bool = False) -> Iterator[Interruption]:
+  """SIGINT and SIGTERM recorded in an `Interruption` for the duration of the block only.
+
+  Only the main thread may install handlers (a job run from a thread keeps the defaults); a
+  signal ignored by whoever started the process (nohup) stays ignored. With several processes
+  (`synchronized`) SIGTERM is left to JAX's preemption service, which needs it to notify the
+  others, and SIGINT is handed to it; without that service the defaults stay, as before.
+  """
+  interruption = Interruption(synchronized)
+  signums = [signal.SIGINT, signal.SIGTERM]
+  if synchronized or jax.process_count() > 1:
+    signums = [signal.SIGINT]
+    if synchronized and getattr(jax_distributed.global_state, "preemption_sync_manager",
+                                None) is None:
+      interruption.synchronized = False
+      signums = []
+  if threading.current_thread() is not threading.main_thread():
+    signums = []
+  previous = {}
+  for signum in signums:
+    if signal.getsignal(signum) is not signal.SIG_IGN:
+      previous[signum] = signal.signal(signum, interruption.handle)
+  try:
+    yield interruption
+  finally:
+    for signum, handler in previous.items():
+      signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
@@ -107,8 +184,21 @@ def train(
   """Runs `train_step` from the latest checkpoint in `workdir` up to `num_train_steps`.
 
   `batches(start_step)` yields this host's batches from `start_step` on. `writer` is closed
-  on return, so its log.txt and event files are complete on disk.
+  on return, so its log.txt and event files are complete on disk. SIGINT or SIGTERM finish
+  the step in flight, save it as `stop_after_steps` does and raise `Interrupted`: a
+  preemption or a Ctrl-C costs no step.
   """
+  with interruptible(synchronized=jax.process_count() > 1) as interruption:
+    return _train(config=config, workdir=workdir, mesh=mesh, state=state,
+                  train_step=train_step, batches=batches, num_train_steps=num_train_steps,
+                  writer=writer, hooks=hooks, interruption=interruption)
+
+
+def _train(*, config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh: Mesh,
+           state: TrainState, train_step: TrainStep,
+           batches: Callable[[int], Iterator[dict[str, np.ndarray]]], num_train_steps: int,
+           writer: MetricWriter, hooks: tuple[Periodic, ...],
+           interruption: Interruption) -> TrainState:
   checkpointer = Checkpointer(workdir / "checkpoints",
                               max_to_keep=config.max_checkpoints_to_keep)
   state = restore_or_keep(checkpointer, state, config, writer)
@@ -128,6 +218,7 @@ def train(
   history: list[dict[str, jax.Array]] = []
   batch_iterator = batches(start_step)
   progress(start_step)
+  interrupted_at = None
   try:
     for step in range(start_step + 1, last_step + 1):
       batch = partitioning.shard_batch(next(batch_iterator), mesh)
@@ -136,7 +227,8 @@ def train(
       state, step_metrics = train_step(state, batch)
       history.append(step_metrics)
 
-      is_last = step == last_step
+      interrupted = interruption.reached(step)
+      is_last = step == last_step or interrupted
       save_now = is_last or step % config.checkpoint_every_steps == 0
       if step % config.log_every_steps == 0 or save_now:
         scalars = _mean_metrics(history)
@@ -144,7 +236,7 @@ def train(
         _check_finite(scalars, step, checkpointer, config, writer)
         scalars.update(progress(step))
         writer.write_scalars(step, scalars)
-      for periodic in hooks:
+      for periodic in hooks:  # not the final evaluation on an interrupt: it is not the end
         periodic.maybe_run(step, state, last_step)
       if save_now:
         # Under 'skip' too: parameters only turn non-finite once skipping gave up.
@@ -152,10 +244,17 @@ def train(
           _check_finite({"parameters": math.nan}, step, checkpointer, config, writer,
                         force_stop=True)
         checkpointer.save(step, state, config, force=True)
+      if interrupted:
+        interrupted_at = step
+        break
     checkpointer.wait_until_finished()
   finally:
     checkpointer.close()  # also on errors: stops orbax's background threads
   writer.close()
+  if interrupted_at is not None:
+    raise interruption.error(
+        f"interrupted at step {interrupted_at}; checkpoint written to "
+        f"{checkpointer.directory}/{interrupted_at}; run the same command to resume")
   return state
 
 

@@ -33,6 +33,7 @@ from faceblur.errors import ConfigError, DataError, ImageReadError, StorageError
 from faceblur.images import to_float
 from faceblur.ops import compilation
 from faceblur.storage import os_reason
+from faceblur.train.loop import interruptible
 from faceblur.train.trained import load_trained
 
 DONE_FILE = "synthesis.json"
@@ -69,7 +70,9 @@ def synthesize(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -
   todo = [i for i in mine if not pair_paths(output, split_of[i], i)[0].exists()]
   batch_size = config.batch_size
   unreadable = 0
-  with (tqdm(total=len(mine), initial=len(mine) - len(todo), desc="synthesis", unit="pair",
+  # SIGINT/SIGTERM: the pairs of the batches in flight are finished, then it stops (resumable).
+  with (interruptible() as interruption,
+        tqdm(total=len(mine), initial=len(mine) - len(todo), desc="synthesis", unit="pair",
              disable=jax.process_index() != 0) as progress,
         ThreadPoolExecutor(max(1, config.write_workers)) as writers):
     pending: collections.deque[Future] = collections.deque()
@@ -81,6 +84,8 @@ def synthesize(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -
         progress.update(1)
 
     for start in range(0, len(todo), batch_size):
+      if interruption.requested:
+        break
       indices, sharp = [], []
       for index in todo[start:start + batch_size]:
         try:
@@ -100,6 +105,10 @@ def synthesize(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -
                                       sharp_image, blurred_image))
       finish_writes(keep=2 * batch_size)  # at most two batches of images held in memory
     finish_writes(keep=0)
+  if interruption.requested:
+    done = sum(pair_paths(output, split_of[i], i)[0].exists() for i in mine)
+    raise interruption.error(f"synthesis interrupted with {done} of {len(mine)} pairs done in "
+                             f"{output}; run the same command to finish")
   if mine and unreadable == len(mine):
     raise DataError(f"{getattr(source, 'root', config.source.kind)}: none of its "
                     f"{len(mine)} images could be read (see the warnings)")
