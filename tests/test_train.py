@@ -125,26 +125,46 @@ def test_interrupted_run_resumes_to_the_same_bits(tmp_path, stage, make_config):
                  for a, b in zip(_params(first), _params(other), strict=True))
 
 
+def _files(folder):
+  """Every file below `folder`: (size, mtime in ns, bytes), by relative path."""
+  return {path.relative_to(folder): (path.stat().st_size, path.stat().st_mtime_ns,
+                                     path.read_bytes())
+          for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
 def test_training_run_is_a_no_op_once_finished(tmp_path):
   config = srn_config(2)
   done = srn.train_and_evaluate(config, tmp_path)
+  log = (tmp_path / "log.txt").read_text()
+  checkpoints = _files(tmp_path / "checkpoints")
+  assert {path.parts[0] for path in checkpoints} == {"2"}
   again = srn.train_and_evaluate(config, tmp_path)
+  assert int(again.step) == 2
   for expected, actual in zip(_params(done), _params(again), strict=True):
     np.testing.assert_array_equal(actual, expected)
+  # No step ran: the log says so and logs no step, and no checkpoint file was rewritten.
+  new_lines = (tmp_path / "log.txt").read_text()[len(log):].splitlines()
+  assert f"Resuming from {tmp_path / 'checkpoints'}/2" in new_lines
+  assert "Already trained for 2 >= 2 steps." in new_lines
+  assert not [line for line in new_lines if line.startswith("step ")], new_lines
+  assert _files(tmp_path / "checkpoints") == checkpoints
 
 
 def test_nonfinite_loss_stops_with_one_line_naming_step_and_checkpoint(tmp_path):
-  config = srn_config(4)
-  config.optimizer.learning_rate = 1e30
-  config.checkpoint_every_steps = 1
+  srn.train_and_evaluate(srn_config(2), tmp_path)  # a good checkpoint at step 2
+  config = srn_config(6)
+  config.optimizer.learning_rate = 1e30  # step 3 is finite, its update makes step 4 NaN
+  config.checkpoint_every_steps = 2
   config.log_every_steps = 1
   with pytest.raises(loop.NonFiniteLossError) as raised:
     srn.train_and_evaluate(config, tmp_path)
-  message = str(raised.value)
-  assert "\n" not in message and "step" in message and "checkpoint" in message
-  # The NaN step itself is never checkpointed.
-  latest = Checkpointer(tmp_path / "checkpoints").latest_step()
-  assert latest is None or f"/{latest}" in message
+  assert str(raised.value) == (
+      f"loss became nan by step 4; last good checkpoint: {tmp_path / 'checkpoints'}/2 "
+      "(lower the learning rate, or set --config.on_nonfinite=skip)")
+  # Step 4, where the checkpoint was due, is never saved; step 3 was not due.
+  checkpointer = Checkpointer(tmp_path / "checkpoints")
+  assert checkpointer.latest_step() == 2
+  assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == ["2"]
 
 
 def test_synthesis_resumes_without_duplicating_or_losing_pairs(tmp_path):
