@@ -2,6 +2,7 @@
 
 import errno
 import io
+import re
 from unittest import mock
 
 import jax
@@ -89,6 +90,12 @@ def test_srn_step_reduces_multiscale_loss_on_a_fixed_batch(mixed_precision):
       transform=data_pipeline.paired_transform(config.data.crop_size, train=True))
   batch = _fixed_batch(dataset, {"blurred": "blurred", "sharp": "sharp"})
   step = srn.make_train_step(config, srn.make_networks(config), tx)
+  # The convolutions of the lowered step (forward and backward) run in bfloat16 under mixed
+  # precision and in float32 otherwise (measured: 621 of 621): mixed_precision is not ignored.
+  text = jax.jit(step).lower(state, partitioning.shard_batch(batch, mesh)).as_text()
+  dtypes = [re.search(r": \(tensor<[^>]*x(\w+)>, tensor<[^>]*x(\w+)>\)", line).groups()
+            for line in text.splitlines() if "stablehlo.convolution" in line]
+  assert set(dtypes) == ({("bf16", "bf16")} if mixed_precision else {("f32", "f32")}), dtypes
   values = _losses_on_fixed_batch(step, state, batch, mesh, "loss", 12)
   assert np.mean(values[-3:]) < 0.5 * np.mean(values[:3]), values
 
