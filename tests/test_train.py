@@ -17,6 +17,7 @@ from faceblur.errors import StorageError
 from faceblur.train import cyclegan, loop, partitioning, srn
 from faceblur.train import state as state_lib
 from faceblur.train.checkpointing import Checkpointer
+from faceblur.train.trained import load_trained
 
 
 def _fixed_batch(dataset, keys):
@@ -186,6 +187,23 @@ def test_synthesis_resumes_without_duplicating_or_losing_pairs(tmp_path):
   first = {path.relative_to(output): path.read_bytes() for path in output.rglob("*.png")}
   assert len(first) == 40  # 20 pairs, blurred + sharp
   assert len(list((output / "test" / "blurred").glob("*.png"))) == 4
+  # Each pair is (G(sharp), sharp) for its own source image, up to the PNGs' 8-bit rounding.
+  trained = load_trained(tmp_path / "cyclegan", "cyclegan")
+  source = factory.make_source(config.source)
+  sharp = np.stack([synthesize.prepare_sharp(source[i]["image"], config.image_size)
+                    for i in range(20)])
+  blurred = np.asarray(trained.networks["g"].apply(trained.params["g"], sharp), np.float32)
+  # The demo's residual G starts as the identity; after 2 steps it moves pixels by 2.5/255 on
+  # average, more than the 1/255 bound below at many pixels.
+  assert np.mean(np.abs(blurred - sharp) > 2 / 255) > 0.3
+  for index in range(20):
+    (blurred_path, sharp_path), = [
+        paths for split in ("train", "test")
+        if (paths := synthesize.pair_paths(output, split, index))[0].exists()]
+    saved_sharp = np.asarray(Image.open(sharp_path), np.float32) / 255
+    saved_blurred = np.asarray(Image.open(blurred_path), np.float32) / 255
+    assert np.abs(saved_sharp - sharp[index]).max() <= 0.5 / 255 + 1e-6, index
+    assert np.abs(saved_blurred - blurred[index]).max() <= 1 / 255, index
 
   # An interruption: some pairs lost their blurred half (written last), one is half-written.
   removed = sorted((output / "train" / "blurred").glob("*.png"))[:5]
