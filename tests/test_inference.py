@@ -59,16 +59,22 @@ def test_deblurrer_restores_any_size_and_mode(identity_srn):
   np.testing.assert_array_equal(np.round(whole(image8) * 255), image8)
 
 
-def test_deblur_job_gives_back_each_file_in_its_format_through_the_identity(identity_srn,
-                                                                            tmp_path):
-  inputs = tmp_path / "in"
+def _write_mixed_inputs(inputs, *, seed: int, rgb_name: str, grey_width: int):
+  """An RGB image, a grey one in a sub-folder and an RGBA one; returns the generator."""
   (inputs / "nested").mkdir(parents=True)
-  rng = np.random.default_rng(3)
-  Image.fromarray((rng.random((30, 41, 3)) * 255).astype(np.uint8)).save(inputs / "rgb.png")
-  Image.fromarray((rng.random((28, 27)) * 255).astype(np.uint8), "L").save(
+  rng = np.random.default_rng(seed)
+  Image.fromarray((rng.random((30, 41, 3)) * 255).astype(np.uint8)).save(inputs / rgb_name)
+  Image.fromarray((rng.random((28, grey_width)) * 255).astype(np.uint8), "L").save(
       inputs / "nested" / "grey.png")
   Image.fromarray((rng.random((24, 36, 4)) * 255).astype(np.uint8), "RGBA").save(
       inputs / "alpha.png")
+  return rng
+
+
+def test_deblur_job_gives_back_each_file_in_its_format_through_the_identity(identity_srn,
+                                                                            tmp_path):
+  inputs = tmp_path / "in"
+  rng = _write_mixed_inputs(inputs, seed=3, rgb_name="rgb.png", grey_width=27)
   Image.fromarray((rng.random((70, 90, 3)) * 255).astype(np.uint8)).save(inputs / "large.png")
   exif = Image.Exif()
   exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
@@ -117,13 +123,7 @@ def test_tiled_and_whole_image_outputs_agree(trained_srn):
 
 def test_deblur_job_skips_bad_files_and_fails_at_the_end(trained_srn, tmp_path, capsys):
   inputs = tmp_path / "in"
-  (inputs / "nested").mkdir(parents=True)
-  rng = np.random.default_rng(1)
-  Image.fromarray((rng.random((30, 41, 3)) * 255).astype(np.uint8)).save(inputs / "a.jpg")
-  Image.fromarray((rng.random((28, 28)) * 255).astype(np.uint8), "L").save(
-      inputs / "nested" / "grey.png")
-  Image.fromarray((rng.random((24, 36, 4)) * 255).astype(np.uint8), "RGBA").save(
-      inputs / "alpha.png")
+  _write_mixed_inputs(inputs, seed=1, rgb_name="a.jpg", grey_width=28)
   (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
   config = __import__("configs.deblur", fromlist=["get_config"]).get_config()
   config.checkpoint = str(trained_srn)
