@@ -6,6 +6,10 @@ networks are compiled in many tests and in every CI run.
 
 import os
 import pathlib
+import sys
+
+# The test folders mirror the package; `helpers.py` beside this file serves them all.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 _DEFAULT_CACHE = pathlib.Path.home() / ".cache" / "faceblur-jax"
 _CACHE = pathlib.Path(os.environ.get("FACEBLUR_TEST_CACHE", _DEFAULT_CACHE))

@@ -18,7 +18,7 @@ from faceblur.data.sources import PairedFolder
 from faceblur.errors import DataError
 from faceblur.images import to_float
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 class Numbered:

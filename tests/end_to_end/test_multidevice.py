@@ -10,11 +10,11 @@ import subprocess
 import sys
 import textwrap
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 SCRIPT = textwrap.dedent("""
     import jax, numpy as np, optax
-    from stage_configs import cyclegan_config, srn_config
+    from helpers import cyclegan_config, srn_config
     from faceblur.data import factory, input_pipeline as data_pipeline
     from faceblur.train import cyclegan, partitioning, srn, state as state_lib
 

@@ -13,9 +13,8 @@ import pickle
 import numpy as np
 import pytest
 import skimage.data
+from helpers import assert_one_line_error, run_main, srn_config, write_pairs
 from PIL import Image
-from stage_configs import srn_config
-from test_main import assert_one_line_error, run_main
 
 from faceblur.data import input_pipeline, sources
 from faceblur.train import srn
@@ -136,15 +135,6 @@ def test_deblur_job_restores_what_it_can_read_and_names_the_rest(trained_srn, tm
     assert Image.open(output / name).size == source_size, name
   assert not (output / "notes.txt").exists()
   assert not any((output / name).exists() for name in UNREADABLE)
-
-
-def write_pairs(root, blurred_names, sharp_names):
-  """A paired folder of random 32 px images: root/blurred/<names>, root/sharp/<names>."""
-  rng = np.random.default_rng(0)
-  for side, names in (("blurred", blurred_names), ("sharp", sharp_names)):
-    (root / side).mkdir(parents=True)
-    for name in names:
-      Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / side / name)
 
 
 @pytest.mark.parametrize("case", ["every_file_bad", "empty", "unpaired_names"])

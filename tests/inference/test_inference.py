@@ -4,8 +4,8 @@ import io
 
 import numpy as np
 import pytest
+from helpers import cyclegan_config, srn_config
 from PIL import Image, ImageOps
-from stage_configs import cyclegan_config, srn_config
 
 from faceblur import inference
 from faceblur.errors import CheckpointError, ConfigError, FaceblurError

@@ -9,9 +9,8 @@ import shutil
 import jax
 import numpy as np
 import pytest
+from helpers import run_main, srn_config
 from PIL import Image
-from stage_configs import srn_config
-from test_main import run_main
 
 from faceblur.errors import CheckpointError
 from faceblur.train import srn

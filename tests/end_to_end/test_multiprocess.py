@@ -14,14 +14,14 @@ import textwrap
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 SCRIPT = textwrap.dedent("""
     import sys
     import conftest
     import jax, numpy as np, optax
     import ml_collections
-    from stage_configs import srn_config
+    from helpers import srn_config
     from faceblur.data import input_pipeline as data_pipeline
     from faceblur.train import partitioning, srn, state as state_lib
 

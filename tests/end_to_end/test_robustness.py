@@ -12,9 +12,15 @@ import time
 import jax
 import numpy as np
 import pytest
-from stage_configs import cyclegan_config, srn_config
-from test_bad_inputs import write_pairs
-from test_main import assert_one_line_error, run_main
+from helpers import (
+  ROOT,
+  TINY_CYCLEGAN_ARGS,
+  assert_one_line_error,
+  cyclegan_config,
+  run_main,
+  srn_config,
+  write_pairs,
+)
 
 from faceblur import storage
 from faceblur.data import input_pipeline as data_pipeline
@@ -23,19 +29,9 @@ from faceblur.train import cyclegan, loop, srn
 from faceblur.train.checkpointing import Checkpointer
 from faceblur.train.trained import load_trained
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-TINY_CYCLEGAN = [
-    "--config=configs/cyclegan.py:demo", "--config.data.load_size=36",
-    "--config.data.crop_size=32", "--config.model.num_blocks=2", "--config.model.features=8",
-    "--config.model.disc_features=8", "--config.batch_size=2", "--config.num_workers=0",
-    "--config.pool_size=4", "--config.num_train_steps=40", "--config.checkpoint_every_steps=2",
-    "--config.log_every_steps=2", "--config.sample_every_steps=1000",
-    "--config.data.sharp.count=16", "--config.data.blurred.count=16",
-]
-
 
 def _start(workdir: pathlib.Path) -> subprocess.Popen:
-  return subprocess.Popen([sys.executable, "main.py", f"--workdir={workdir}", *TINY_CYCLEGAN],
+  return subprocess.Popen([sys.executable, "main.py", f"--workdir={workdir}", *TINY_CYCLEGAN_ARGS],
                           cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
 
@@ -57,7 +53,7 @@ def test_sigkill_mid_run_then_resume(tmp_path):
   killed_at = Checkpointer(checkpoints).latest_step()
   assert killed_at is not None and killed_at < 40
 
-  resumed = subprocess.run([sys.executable, "main.py", f"--workdir={workdir}", *TINY_CYCLEGAN],
+  resumed = subprocess.run([sys.executable, "main.py", f"--workdir={workdir}", *TINY_CYCLEGAN_ARGS],
                            cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert f"Resuming from {checkpoints.absolute()}/" in resumed.stdout

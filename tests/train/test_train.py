@@ -8,8 +8,8 @@ from unittest import mock
 import jax
 import numpy as np
 import pytest
+from helpers import cyclegan_config, srn_config
 from PIL import Image
-from stage_configs import cyclegan_config, srn_config
 
 from faceblur.data import factory
 from faceblur.data import input_pipeline as data_pipeline

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from stage_configs import cyclegan_config, srn_config
+from helpers import cyclegan_config, srn_config
 
 from faceblur.train import cyclegan, srn
 

@@ -17,14 +17,14 @@ import time
 import jax
 import numpy as np
 import pytest
-from test_robustness import TINY_CYCLEGAN
+from helpers import TINY_CYCLEGAN_ARGS as TINY_CYCLEGAN
 
 from faceblur.errors import Interrupted
 from faceblur.train import synthesize
 from faceblur.train.checkpointing import Checkpointer
 from faceblur.train.trained import load_trained
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 STEPS = 30
 # One step logged at a time (a line to wait for) and no checkpoint but the last: an
 # interruption mid-way can only be saved by the interruption itself.

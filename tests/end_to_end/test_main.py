@@ -1,30 +1,9 @@
 """The entry point: the demo pipeline end to end, and one-line errors for bad input."""
 
 import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import pytest
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def run_main(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-  env = dict(os.environ, PYTHONUNBUFFERED="1")
-  return subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=timeout)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
-  assert result.returncode != 0
-  assert "Traceback" not in result.stderr, result.stderr[-2000:]
-  error_lines = [line for line in result.stderr.splitlines()
-                 if line.startswith(("error:", "FATAL"))]
-  assert len(error_lines) == 1, result.stderr[-2000:]
-  for needle in needles:
-    assert needle in error_lines[0], error_lines[0]
+from helpers import assert_one_line_error, run_main
 
 
 def test_unknown_config_key_fails_at_parsing_naming_the_key():
