@@ -4,12 +4,21 @@ rate), on any paired test set and on unpaired real blurred photos, for any set o
 Writes into the output folder: report.md and report.json (both tables, image counts, the
 detector and its threshold, versions, wall time), one figure per test set like the paper's
 Figures 6-8 (ground truth | blurred | each method, detections drawn), and a per-image CSV.
+
+An unreadable test image is skipped with one warning, counted in the report, and makes the
+job exit non-zero once the report is written. On SIGINT/SIGTERM the images restored so far are
+kept in `<output>/resume/`, and the same command goes on from there; that folder is removed
+when the report is complete.
 """
 
 import csv
 import dataclasses
+import hashlib
 import importlib.metadata
+import json
 import pathlib
+import shutil
+import sys
 import time
 from collections.abc import Callable
 
@@ -19,12 +28,14 @@ from tqdm import tqdm
 
 from faceblur import detectors, metrics
 from faceblur.data import augment, factory
+from faceblur.errors import DataError, FaceblurError, ImageReadError
 from faceblur.evaluate import blur_realism, classical
 from faceblur.evaluate.report import write_reports
 from faceblur.image_grid import save_grid
 from faceblur.images import as_rgb
 from faceblur.inference import Restorer
 from faceblur.registry import Registry
+from faceblur.train.loop import Interruption, interruptible
 
 RestoreFn = Callable[[np.ndarray], np.ndarray]  # HxWx3 float [0, 1] -> same
 
@@ -76,15 +87,85 @@ def _prepare(image: np.ndarray, size: int) -> np.ndarray:
   return as_rgb(image)
 
 
-def _load(source, key_images: tuple[str, ...], size: int, limit: int) -> dict[str, list]:
+def _load(source, key_images: tuple[str, ...], size: int, limit: int,
+          where: str) -> tuple[dict[str, list], list[str]]:
+  """The first `limit` records, prepared; an unreadable one is skipped with one warning."""
   count = len(source) if limit <= 0 else min(limit, len(source))
   loaded = {key: [] for key in key_images} | {"name": []}
+  skipped = []
   for index in range(count):
-    record = source[index]
-    for key in key_images:
-      loaded[key].append(_prepare(record[key], size))
+    try:
+      record = source[index]
+      images = [_prepare(record[key], size) for key in key_images]
+    except ImageReadError as error:
+      print(f"warning: {where}: skipped {error}", file=sys.stderr, flush=True)
+      skipped.append(str(error))
+      continue
+    for key, image in zip(key_images, images, strict=True):
+      loaded[key].append(image)
     loaded["name"].append(str(record.get("name", index)))
-  return loaded
+  if count and not loaded["name"]:
+    raise DataError(f"{where}: none of its {count} test images could be read (see warnings)")
+  return loaded, skipped
+
+
+class _ResumeCache:
+  """Restored images of one test set and method, kept so an interrupted evaluation resumes.
+
+  The file holds a fingerprint of everything that decides the images (the test set, the
+  method's spec, the image size and count); a file with another fingerprint is ignored.
+  """
+
+  def __init__(self, folder: pathlib.Path, set_name: str, method: str, fingerprint: dict):
+    self.path = folder / f"{set_name}.{method}.npz"
+    self.fingerprint = hashlib.sha256(
+        json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
+
+  def read(self) -> dict[str, np.ndarray]:
+    try:
+      with np.load(self.path, allow_pickle=False) as stored:
+        if str(stored["fingerprint"]) != self.fingerprint:
+          return {}
+        return {str(name): stored[f"image{i}"] for i, name in enumerate(stored["names"])}
+    except (OSError, KeyError, ValueError):  # absent, or cut short by a kill: start over
+      return {}
+
+  def write(self, restored: dict[str, np.ndarray]) -> None:
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+    partial = self.path.with_suffix(".partial.npz")
+    np.savez(partial, fingerprint=np.asarray(self.fingerprint),
+             names=np.asarray(list(restored), dtype=str),
+             **{f"image{i}": image for i, image in enumerate(restored.values())})
+    partial.replace(self.path)
+
+
+def _restore_all(method: Method, images: list[np.ndarray], names: list[str],
+                 cache: _ResumeCache, interruption: Interruption, where: str) -> list[np.ndarray]:
+  """`method` over every image, in order, reusing the images an interrupted run restored."""
+  done = cache.read()
+  computed = False
+  try:
+    for name, image in tqdm(zip(names, images, strict=True), total=len(images),
+                            desc=where, unit="image"):
+      if name in done:
+        continue
+      if interruption.requested:
+        raise interruption.error(
+            f"evaluation interrupted at {where} ({len(done)} of {len(images)} images "
+            f"restored); the restored images are kept in {cache.path.parent}; run the same "
+            "command to resume")
+      done[name] = method.restore(image)
+      computed = True
+  finally:
+    if computed:
+      cache.write(done)
+  return [done[name] for name in names]
+
+
+def _check(interruption: Interruption, where: str, resume: pathlib.Path) -> None:
+  if interruption.requested:
+    raise interruption.error(f"evaluation interrupted at {where}; the restored images so far "
+                             f"are kept in {resume}; run the same command to resume")
 
 
 def _detect(detector, images: list[np.ndarray], padding: float) -> tuple[list[bool], list]:
@@ -110,73 +191,95 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
   detector = detectors.make_detector(config.detector, threshold=config.detector_threshold)
   methods = build_methods(config.methods)
   report: dict = {"test_sets": {}, "real_blurred": None, "blur_realism": None,
-                  "detector": detector.describe(), "methods": {m.name: m.label for m in methods}}
+                  "detector": detector.describe(), "methods": {m.name: m.label for m in methods},
+                  "skipped": []}
+  resume = output / "resume"
 
-  synthetic_blur = {}  # each paired set's blurred images, for the blur-realism score
-  for set_name, spec in config.test_sets.items():
-    source = factory.make_paired_source(spec)
-    data = _load(source, ("blurred", "sharp"), config.image_size, config.max_images)
-    synthetic_blur[set_name] = data["blurred"]
-    rows = []
-    restored = {}
-    for method in methods:
-      restored[method.name] = [method.restore(image) for image in
-                               tqdm(data["blurred"], desc=f"{set_name}/{method.name}",
-                                    unit="image")]
-    quality = {}
-    for method in methods:
-      psnr, ssim = _quality(restored[method.name], data["sharp"], config.y_channel)
-      quality[method.name] = {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)),
-                              "per_image": (psnr, ssim)}
-    found_truth, boxes_truth = _detect(detector, data["sharp"], config.detector_padding)
-    found_blurred, boxes_blurred = _detect(detector, data["blurred"], config.detector_padding)
-    found = {}
-    boxes = {}
-    for method in methods:
-      found[method.name], boxes[method.name] = _detect(
-          detector, restored[method.name], config.detector_padding)
-    for index, name in enumerate(data["name"]):
-      row = {"file": name, "truth_detected": found_truth[index],
-             "blurred_detected": found_blurred[index]}
+  def cache(set_name: str, spec: ml_collections.ConfigDict, method: Method) -> _ResumeCache:
+    return _ResumeCache(resume, set_name, method.name, {
+        "set": spec.to_dict(), "method": config.methods[method.name].to_dict(),
+        "image_size": config.image_size, "max_images": config.max_images})
+
+  with interruptible() as interruption:
+    synthetic_blur = {}  # each paired set's blurred images, for the blur-realism score
+    for set_name, spec in config.test_sets.items():
+      source = factory.make_paired_source(spec)
+      data, skipped = _load(source, ("blurred", "sharp"), config.image_size, config.max_images,
+                            where=f"test_sets.{set_name}")
+      report["skipped"] += skipped
+      synthetic_blur[set_name] = data["blurred"]
+      restored = {method.name: _restore_all(method, data["blurred"], data["name"],
+                                            cache(set_name, spec, method), interruption,
+                                            where=f"{set_name}/{method.name}")
+                  for method in methods}
+      quality = {}
       for method in methods:
-        psnr, ssim = quality[method.name]["per_image"]
-        row |= {f"{method.name}_psnr": round(float(psnr[index]), 4),
-                f"{method.name}_ssim": round(float(ssim[index]), 5),
-                f"{method.name}_detected": found[method.name][index]}
-      rows.append(row)
-    _write_csv(output / f"per_image_{set_name}.csv", rows)
-    figure = output / f"figure_{set_name}.png"
-    _figure(figure, data, restored, methods, boxes_truth, boxes_blurred, boxes,
-            config.num_grid_images)
-    report["test_sets"][set_name] = {
-        "num_images": len(data["name"]),
-        "quality": {name: {k: v for k, v in q.items() if k != "per_image"}
-                    for name, q in quality.items()},
-        "detection": {"ground_truth": float(np.mean(found_truth)),
-                      "blurred": float(np.mean(found_blurred)),
-                      **{name: float(np.mean(values)) for name, values in found.items()}},
-        "figure": figure.name, "per_image_csv": f"per_image_{set_name}.csv",
-    }
+        psnr, ssim = _quality(restored[method.name], data["sharp"], config.y_channel)
+        quality[method.name] = {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)),
+                                "per_image": (psnr, ssim)}
+      found_truth, boxes_truth = _detect(detector, data["sharp"], config.detector_padding)
+      found_blurred, boxes_blurred = _detect(detector, data["blurred"], config.detector_padding)
+      found = {}
+      boxes = {}
+      for method in methods:
+        _check(interruption, f"{set_name}/detection", resume)
+        found[method.name], boxes[method.name] = _detect(
+            detector, restored[method.name], config.detector_padding)
+      rows = []
+      for index, name in enumerate(data["name"]):
+        row = {"file": name, "truth_detected": found_truth[index],
+               "blurred_detected": found_blurred[index]}
+        for method in methods:
+          psnr, ssim = quality[method.name]["per_image"]
+          row |= {f"{method.name}_psnr": round(float(psnr[index]), 4),
+                  f"{method.name}_ssim": round(float(ssim[index]), 5),
+                  f"{method.name}_detected": found[method.name][index]}
+        rows.append(row)
+      _write_csv(output / f"per_image_{set_name}.csv", rows)
+      figure = output / f"figure_{set_name}.png"
+      _figure(figure, data, restored, methods, boxes_truth, boxes_blurred, boxes,
+              config.num_grid_images)
+      report["test_sets"][set_name] = {
+          "num_images": len(data["name"]), "num_skipped": len(skipped),
+          "quality": {name: {k: v for k, v in q.items() if k != "per_image"}
+                      for name, q in quality.items()},
+          "detection": {"ground_truth": float(np.mean(found_truth)),
+                        "blurred": float(np.mean(found_blurred)),
+                        **{name: float(np.mean(values)) for name, values in found.items()}},
+          "figure": figure.name, "per_image_csv": f"per_image_{set_name}.csv",
+      }
 
-  if config.real_blurred.kind:
-    source = factory.make_source(config.real_blurred)
-    data = _load(source, ("image",), config.image_size, config.max_images)
-    found_blurred, _ = _detect(detector, data["image"], config.detector_padding)
-    detection = {"blurred": float(np.mean(found_blurred))}
-    for method in methods:
-      if method.name == "blurred":
-        continue
-      found_restored, _ = _detect(
-          detector, [method.restore(image) for image in data["image"]], config.detector_padding)
-      detection[method.name] = float(np.mean(found_restored))
-    report["real_blurred"] = {"num_images": len(data["image"]), "detection": detection}
-    report["blur_realism"] = _realism(data["image"], synthetic_blur)
+    if config.real_blurred.kind:
+      source = factory.make_source(config.real_blurred)
+      data, skipped = _load(source, ("image",), config.image_size, config.max_images,
+                            where="real_blurred")
+      report["skipped"] += skipped
+      found_blurred, _ = _detect(detector, data["image"], config.detector_padding)
+      detection = {"blurred": float(np.mean(found_blurred))}
+      for method in methods:
+        if method.name == "blurred":
+          continue
+        restored_real = _restore_all(method, data["image"], data["name"],
+                                     cache("real_blurred", config.real_blurred, method),
+                                     interruption, where=f"real_blurred/{method.name}")
+        _check(interruption, "real_blurred/detection", resume)
+        found_restored, _ = _detect(detector, restored_real, config.detector_padding)
+        detection[method.name] = float(np.mean(found_restored))
+      report["real_blurred"] = {"num_images": len(data["image"]),
+                                "num_skipped": len(skipped), "detection": detection}
+      report["blur_realism"] = _realism(data["image"], synthetic_blur)
+    _check(interruption, "the end", resume)
 
   report["wall_time_s"] = round(time.perf_counter() - started, 1)
   report["versions"] = {name: importlib.metadata.version(name)
                         for name in ("faceblur", "jax", "flax", "mtcnn")
                         if _installed(name)}
   write_reports(output, report)
+  shutil.rmtree(resume, ignore_errors=True)
+  if report["skipped"]:
+    raise FaceblurError(
+        f"{len(report['skipped'])} test image(s) could not be read and were left out (see "
+        f"the warnings); the report in {output} covers the rest")
   return report
 
 

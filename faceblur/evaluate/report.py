@@ -66,6 +66,10 @@ def markdown(report: dict) -> str:
   for name, entry in report["test_sets"].items():
     parts += [f"Figure for {name}: ![{name}]({entry['figure']}) — per-image scores in "
               f"`{entry['per_image_csv']}`.", ""]
+  skipped = report.get("skipped") or []
+  if skipped:
+    parts += [f"**{len(skipped)} test image(s) could not be read and are not counted above:**",
+              ""] + [f"- {reason}" for reason in skipped] + [""]
   versions = ", ".join(f"{k} {v}" for k, v in report.get("versions", {}).items())
   parts += [f"Versions: {versions}. Wall time: {report['wall_time_s']} s.", ""]
   return "\n".join(parts)

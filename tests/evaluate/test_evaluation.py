@@ -1,0 +1,123 @@
+"""The evaluate job end to end on a tiny paired folder whose answers are known.
+
+Faces from the demo's held-out group and random-noise images (no face), blurred with a
+Gaussian: the identity method's PSNR must be `psnr(blurred, sharp)`, the detector must find
+the faces and not the noise, an unreadable file is skipped, counted and makes the job fail
+once the report is written, and an interrupted evaluation resumes from what it restored.
+"""
+
+import json
+import os
+import signal
+
+import ml_collections
+import numpy as np
+import pytest
+from helpers import assert_one_line_error, run_main
+from PIL import Image, ImageFilter
+
+from configs import common
+from configs import evaluate as evaluate_config
+from faceblur import metrics
+from faceblur.data import demo
+from faceblur.errors import FaceblurError, Interrupted
+from faceblur.evaluate import evaluation
+
+NUM_FACES, NUM_NOISE = 3, 2
+
+
+def _write_test_set(root):
+  """root/{sharp,blurred}/: demo faces 0..2 and noise 3..4 (96 px); returns the arrays."""
+  faces = demo.DemoFaces(size=96, count=NUM_FACES, seed=0, group="test")
+  rng = np.random.default_rng(0)
+  sharp = [faces[i]["image"] for i in range(NUM_FACES)]
+  sharp += [rng.integers(0, 256, (96, 96, 3), dtype=np.uint8) for _ in range(NUM_NOISE)]
+  blurred = [np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(1.5)))
+             for image in sharp]
+  for side, images in (("sharp", sharp), ("blurred", blurred)):
+    (root / side).mkdir(parents=True)
+    for index, image in enumerate(images):
+      Image.fromarray(image).save(root / side / f"{index}.png")
+  return sharp, blurred
+
+
+def _config(root, output) -> ml_collections.ConfigDict:
+  config = evaluate_config.get_config()
+  config.test_sets = ml_collections.ConfigDict(dict(
+      tiny=common.source("paired_folder", path=str(root), split="")))
+  config.methods = ml_collections.ConfigDict(dict(
+      blurred=evaluate_config.method("identity", label="Blurred input"),
+      again=evaluate_config.method("identity", label="Blurred again")))
+  config.output = str(output)
+  return config
+
+
+def test_known_answers_and_an_unreadable_file_skipped_counted_and_failing(tmp_path):
+  sharp, blurred = _write_test_set(tmp_path / "set")
+  (tmp_path / "set" / "blurred" / "5.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+  Image.fromarray(sharp[0]).save(tmp_path / "set" / "sharp" / "5.png")
+
+  with pytest.raises(FaceblurError, match=r"^1 test image\(s\) could not be read") as error:
+    evaluation.evaluate(_config(tmp_path / "set", tmp_path / "out"), tmp_path)
+  assert "\n" not in str(error.value)
+
+  report = json.loads((tmp_path / "out" / "report.json").read_text())
+  entry = report["test_sets"]["tiny"]
+  assert entry["num_images"] == NUM_FACES + NUM_NOISE and entry["num_skipped"] == 1
+  assert len(report["skipped"]) == 1 and "5.png" in report["skipped"][0]
+  assert "5.png" in (tmp_path / "out" / "report.md").read_text()
+  expected = np.mean([metrics.psnr(b[None] / 255.0, s[None] / 255.0)[0]
+                      for b, s in zip(blurred, sharp, strict=True)])
+  assert entry["quality"]["blurred"]["psnr"] == pytest.approx(float(expected), abs=1e-4)
+  faces_share = NUM_FACES / (NUM_FACES + NUM_NOISE)
+  assert entry["detection"]["ground_truth"] == pytest.approx(faces_share)
+  assert entry["detection"]["blurred"] == pytest.approx(faces_share)
+  assert not (tmp_path / "out" / "resume").exists()
+
+
+def test_interrupted_evaluation_resumes_without_restoring_an_image_twice(tmp_path, monkeypatch):
+  _write_test_set(tmp_path / "set")
+  config = _config(tmp_path / "set", tmp_path / "out")
+  straight = evaluation.evaluate(_config(tmp_path / "set", tmp_path / "straight"), tmp_path)
+
+  calls, signalled = [], []
+  identity = evaluation.METHODS.get("identity")
+
+  def counting(spec):
+    restore = identity(spec)
+
+    def restore_and_maybe_stop(image):
+      calls.append(image)
+      if len(calls) == 2 and not signalled:  # a real SIGTERM, as clusters send, mid-method
+        signalled.append(True)
+        os.kill(os.getpid(), signal.SIGTERM)
+      return restore(image)
+    return restore_and_maybe_stop
+
+  monkeypatch.setitem(evaluation.METHODS._entries, "identity", counting)
+  with pytest.raises(Interrupted, match="run the same command to resume") as error:
+    evaluation.evaluate(config, tmp_path)
+  assert error.value.exit_code == 128 + signal.SIGTERM
+  assert "(2 of 5 images restored)" in str(error.value)
+  assert not (tmp_path / "out" / "report.json").exists()
+  assert (tmp_path / "out" / "resume").is_dir()
+
+  calls.clear()
+  resumed = evaluation.evaluate(config, tmp_path)
+  # 3 images of the first method were left, then all 5 of the second.
+  assert len(calls) == 3 + 5
+  for key in ("test_sets", "skipped", "methods"):
+    assert resumed[key] == straight[key]
+  assert not (tmp_path / "out" / "resume").exists()
+
+
+def test_the_job_warns_once_per_unreadable_file_and_exits_non_zero(tmp_path):
+  _write_test_set(tmp_path / "set")
+  (tmp_path / "set" / "blurred" / "0.png").write_text("not an image")
+  result = run_main("--config=configs/evaluate.py", f"--workdir={tmp_path / 'out'}",
+                    f"--config.test_sets.synthesized.path={tmp_path / 'set'}",
+                    "--config.test_sets.synthesized.split=")
+  assert_one_line_error(result, "1 test image(s) could not be read")
+  warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+  assert len(warnings) == 1 and "0.png" in warnings[0], result.stderr[-2000:]
+  assert json.loads((tmp_path / "out" / "report.json").read_text())["skipped"]
