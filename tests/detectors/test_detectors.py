@@ -7,6 +7,7 @@ the heavy end of the paper's blur and must cost MTCNN clearly in detection rate.
 
 import importlib.util
 import pathlib
+import sys
 
 import joblib
 import numpy as np
@@ -224,12 +225,12 @@ def test_face_found_rules():
   assert detectors.face_found([quarter], (0, 0, 4, 4), iou_threshold=0.25)
 
 
-def test_make_detector_errors(tmp_path):
+def test_make_detector_errors(tmp_path, monkeypatch):
   with pytest.raises(ConfigError, match="'nope'"):
     detectors.make_detector("nope")
-  if importlib.util.find_spec("cv2") is None:
-    with pytest.raises(ConfigError, match="opencv-python-headless<5"):
-      detectors.make_detector("haar")
+  monkeypatch.setitem(sys.modules, "cv2", None)  # as if OpenCV were not installed
+  with pytest.raises(ConfigError, match="opencv-python-headless<5"):
+    detectors.make_detector("haar")
   with pytest.raises(ConfigError, match=r"pnet\.lz4.*pip install mtcnn==1\.0\.0"):
     mtcnn.MTCNN(weights_dir=tmp_path)
 

@@ -3,6 +3,8 @@
 import os
 import pathlib
 
+import nbclient
+import nbformat
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -10,8 +12,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_quickstart_notebook_executes(tmp_path, monkeypatch):
-  nbformat = pytest.importorskip("nbformat")
-  nbclient = pytest.importorskip("nbclient")
   monkeypatch.setenv("FACEBLUR_QUICKSTART_SIZE", "tiny")
   monkeypatch.setenv("FACEBLUR_QUICKSTART_WORKDIR", str(tmp_path / "quickstart"))
   monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
