@@ -20,7 +20,9 @@ def method(kind: str, workdir: str = "", label: str = "",
 
 
 def get_config(arg: str = "paired_folder") -> ml_collections.ConfigDict:
-  del arg
+  """`paired_folder`: Tables 1 and 2 on paired test sets; `wider_face`: Table 2 on WIDER FACE."""
+  if arg == "wider_face":
+    return wider_face()
   config = common.run_settings(ml_collections.ConfigDict(), job="evaluate")
   # Paired test sets (Table 1 and 2): name -> source. The pipeline adds a kernel-blurred one.
   config.test_sets = ml_collections.ConfigDict(dict(
@@ -38,7 +40,31 @@ def get_config(arg: str = "paired_folder") -> ml_collections.ConfigDict:
   config.detector = "mtcnn"
   config.detector_threshold = 0.7  # O-Net score a detection needs
   config.detector_padding = 0.25   # context added around face crops before detection
+  # Table 2's second detector ('' = none): dlib's HOG ('dlib_hog'), 'dlib_mmod' or 'haar'.
+  config.second_detector = "dlib_hog"
+  config.second_detector_threshold = 0.0  # dlib's score threshold (haar: min neighbours)
+  # Table 3: dlib's face descriptor distance to the ground truth, on the first
+  # `identity_max_images` images of each paired set (0 = all; ~0.1-0.3 s a face and method).
+  config.identity = True
+  config.identity_max_images = 0
   config.num_grid_images = 6
   config.output = ""           # default: the workdir
   config.model = ml_collections.ConfigDict()
+  return config
+
+
+def wider_face() -> ml_collections.ConfigDict:
+  """Detection recall on WIDER FACE's photos by blur level and face size, before and after
+  restoration. Set `wider_face.path` to the folder holding WIDER_val/ and wider_face_split/,
+  and each model method's `workdir` to a trained stage."""
+  config = common.run_settings(ml_collections.ConfigDict(), job="evaluate_wider_face")
+  config.wider_face = common.source("wider_face", split="val")
+  config.methods = ml_collections.ConfigDict(dict(
+      ours=method("srn", label="Ours (SRN on learned blur)"),
+      srn_kernel=method("srn", label="SRN on kernel blur"),
+  ))
+  config.max_images = 0        # 0 = all
+  config.detector = "mtcnn"
+  config.detector_threshold = 0.7
+  config.output = ""           # default: the workdir
   return config

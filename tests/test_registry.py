@@ -33,7 +33,7 @@ def test_registry_keeps_order_fields_and_refuses_doubles():
 
 def test_unknown_job_and_missing_workdir():
   with pytest.raises(ConfigError, match="config.job='nope' is not one of cyclegan, synthesize, "
-                     "srn, evaluate, deblur, pipeline"):
+                     "srn, evaluate, evaluate_wider_face, deblur, pipeline"):
     jobs.run(ml_collections.ConfigDict({"job": "nope"}), None)
   with pytest.raises(ConfigError, match="the srn job needs --workdir"):
     jobs.run(ml_collections.ConfigDict({"job": "srn"}), None)
@@ -42,11 +42,11 @@ def test_unknown_job_and_missing_workdir():
 
 def test_unknown_or_wrongly_paired_data_source_kind(tmp_path):
   with pytest.raises(ConfigError, match="unknown data source kind 'folders'; choose one of "
-                     "folder, celeb_a, demo_sharp, demo_blurred, paired_folder, tfds_pairs, "
-                     "kernel_blurred, camera_blurred"):
+                     "folder, celeb_a, wider_face, demo_sharp, demo_blurred, paired_folder, "
+                     "tfds_pairs, kernel_blurred, camera_blurred"):
     factory.make_source(factory.source_spec("folders", path=str(tmp_path)))
   with pytest.raises(ConfigError, match="'paired_folder' is paired; one of folder, celeb_a, "
-                     "demo_sharp, demo_blurred is needed here"):
+                     "wider_face, demo_sharp, demo_blurred is needed here"):
     factory.make_source(factory.source_spec("paired_folder", path=str(tmp_path)))
   with pytest.raises(ConfigError, match="'demo_sharp' is unpaired; one of paired_folder, "):
     factory.make_paired_source(factory.source_spec("demo_sharp"))

@@ -27,7 +27,7 @@ SOURCES: Registry[SourceKind] = Registry(
 def source_spec(kind: str, path: str = "", **kwargs) -> ml_collections.ConfigDict:
   """A data-source spec with every field present (configs override what they need).
 
-  kinds: folder, paired_folder, celeb_a, tfds_pairs; demo_sharp (real demo faces) and
+  kinds: folder, paired_folder, celeb_a, tfds_pairs, wider_face; demo_sharp (real demo faces) and
   demo_blurred (demo faces through the simulated camera, `camera_blur`), whose `split` names
   a group of base faces (`demo.BASE_GROUPS`: train, blurred, test or all); kernel_blurred
   (pairs made by blurring a `base` source with random camera-shake kernels, the paper's
@@ -97,6 +97,14 @@ def _celeb_a(spec, image_size):
   from faceblur.data import sources  # noqa: PLC0415
 
   return sources.CelebA(split=spec.split, blurry=spec.blurry, data_dir=spec.path or None)
+
+
+@SOURCES.register("wider_face", paired=False)
+def _wider_face(spec, image_size):
+  """WIDER FACE's photos with their face boxes (records also hold 'faces'); `split` train/val."""
+  from faceblur.data import wider_face  # noqa: PLC0415
+
+  return wider_face.WiderFace(_required_path(spec), split=spec.split or "val")
 
 
 def _demo_faces(spec, image_size):
