@@ -64,5 +64,6 @@ def test_unknown_evaluation_method_and_detector():
   (method,) = evaluation.build_methods(specs)
   assert (method.name, method.label, method.restore("image")) == ("blurred", "Blurred input",
                                                                    "image")
-  with pytest.raises(ConfigError, match=r"unknown detector 'nope' \(known: mtcnn, haar\)"):
+  with pytest.raises(ConfigError, match=r"unknown detector 'nope' \(known: mtcnn, haar, "
+                     r"dlib_hog, dlib_mmod\)"):
     detectors.make_detector("nope")

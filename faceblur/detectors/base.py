@@ -31,7 +31,8 @@ class FaceDetector(Protocol):
   threshold: float
 
   def detect(self, image: np.ndarray) -> list[Detection]:
-    """HxWx3 float32 image in [0, 1] -> detections above the detector's threshold."""
+    """HxWx3 float32 image in [0, 1] -> detections above the detector's threshold, highest
+    score first (the evaluation takes the first one on a ground-truth image as its face)."""
 
   def detect_batch(self, images: np.ndarray | Sequence[np.ndarray]) -> list[list[Detection]]:
     """Several images (any sizes) -> one list of detections per image."""

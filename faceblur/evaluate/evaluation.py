@@ -1,5 +1,10 @@
 """The `evaluate` job: the paper's Table 1 (PSNR/SSIM) and Table 2 (face-detection success
-rate), on any paired test set and on unpaired real blurred photos, for any set of methods.
+rate), on any paired test set and on unpaired real blurred photos, for any set of methods, and
+Table 3 (identity preservation, `faceblur.evaluate.identity`) on the paired sets.
+
+Table 2 counts with two rules (`faceblur.evaluate.detection_protocol`): any face found, and the
+ground truth's face found (IoU >= 0.5 with the detector's box on the ground-truth image); with
+`second_detector`, a second detector's rates too, so the table does not rest on one detector.
 
 Writes into the output folder: report.md and report.json (both tables, image counts, the
 detector and its threshold, versions, wall time), one figure per test set like the paper's
@@ -29,7 +34,7 @@ from tqdm import tqdm
 from faceblur import detectors, metrics
 from faceblur.data import augment, factory
 from faceblur.errors import DataError, FaceblurError, ImageReadError
-from faceblur.evaluate import blur_realism, classical
+from faceblur.evaluate import blur_realism, classical, detection_protocol, identity
 from faceblur.evaluate.report import write_reports
 from faceblur.image_grid import save_grid
 from faceblur.images import as_rgb
@@ -189,9 +194,17 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
   output = pathlib.Path(config.output) if config.output else pathlib.Path(workdir)
   output.mkdir(parents=True, exist_ok=True)
   detector = detectors.make_detector(config.detector, threshold=config.detector_threshold)
+  second_detector = detectors.make_detector(
+      config.second_detector, threshold=config.second_detector_threshold) \
+      if config.second_detector else None
+  descriptor = identity.FaceDescriptor() if config.identity else None
   methods = build_methods(config.methods)
   report: dict = {"test_sets": {}, "real_blurred": None, "blur_realism": None,
-                  "detector": detector.describe(), "methods": {m.name: m.label for m in methods},
+                  "detector": detector.describe(), "detector_name": detector.name,
+                  "methods": {m.name: m.label for m in methods},
+                  "second_detector": second_detector and {
+                      "name": second_detector.name, "description": second_detector.describe()},
+                  "identity": identity.report_header(descriptor) if descriptor else None,
                   "skipped": []}
   resume = output / "resume"
 
@@ -225,6 +238,29 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
         _check(interruption, f"{set_name}/detection", resume)
         found[method.name], boxes[method.name] = _detect(
             detector, restored[method.name], config.detector_padding)
+      protocol = detection_protocol.rates(
+          {"ground_truth": boxes_truth, "blurred": boxes_blurred, **boxes})
+      columns = {"blurred": data["blurred"]} | {m.name: restored[m.name] for m in methods
+                                                if m.name != "blurred"}
+      extra_cells = detection_protocol.csv_cells(protocol, any_face=False)
+      second = None
+      if second_detector is not None:
+        _check(interruption, f"{set_name}/second detector", resume)
+        second = detection_protocol.rates(
+            {"ground_truth": _detect(second_detector, data["sharp"], config.detector_padding)[1]}
+            | {column: _detect(second_detector, images, config.detector_padding)[1]
+               for column, images in columns.items()})
+        extra_cells = _merge_cells(extra_cells, detection_protocol.csv_cells(
+            second, suffix=f"_{second_detector.name}"))
+      if descriptor is not None:
+        scored = identity.score_set(
+            descriptor, data["sharp"], columns, padding=config.detector_padding,
+            fallback_boxes=detection_protocol.reference_boxes(boxes_truth),
+            max_images=config.identity_max_images,
+            check=lambda column, where=set_name: _check(interruption,
+                                                        f"{where}/identity/{column}", resume))
+        report["identity"]["test_sets"][set_name] = scored.summary()
+        extra_cells = _merge_cells(extra_cells, scored.rows())
       rows = []
       for index, name in enumerate(data["name"]):
         row = {"file": name, "truth_detected": found_truth[index],
@@ -234,7 +270,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
           row |= {f"{method.name}_psnr": round(float(psnr[index]), 4),
                   f"{method.name}_ssim": round(float(ssim[index]), 5),
                   f"{method.name}_detected": found[method.name][index]}
-        rows.append(row)
+        rows.append(row | extra_cells[index])
       _write_csv(output / f"per_image_{set_name}.csv", rows)
       figure = output / f"figure_{set_name}.png"
       _figure(figure, data, restored, methods, boxes_truth, boxes_blurred, boxes,
@@ -246,6 +282,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
           "detection": {"ground_truth": float(np.mean(found_truth)),
                         "blurred": float(np.mean(found_blurred)),
                         **{name: float(np.mean(values)) for name, values in found.items()}},
+          "detection_iou": protocol["iou"],
+          "second_detector": second and {"detection": second["any_face"],
+                                         "detection_iou": second["iou"]},
           "figure": figure.name, "per_image_csv": f"per_image_{set_name}.csv",
       }
 
@@ -256,6 +295,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
       report["skipped"] += skipped
       found_blurred, _ = _detect(detector, data["image"], config.detector_padding)
       detection = {"blurred": float(np.mean(found_blurred))}
+      second_real = {"blurred": float(np.mean(_detect(
+          second_detector, data["image"], config.detector_padding)[0]))} \
+          if second_detector else None
       for method in methods:
         if method.name == "blurred":
           continue
@@ -265,14 +307,19 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
         _check(interruption, "real_blurred/detection", resume)
         found_restored, _ = _detect(detector, restored_real, config.detector_padding)
         detection[method.name] = float(np.mean(found_restored))
+        if second_detector is not None:
+          second_real[method.name] = float(np.mean(_detect(
+              second_detector, restored_real, config.detector_padding)[0]))
       report["real_blurred"] = {"num_images": len(data["image"]),
-                                "num_skipped": len(skipped), "detection": detection}
+                                "num_skipped": len(skipped), "detection": detection,
+                                "second_detector": second_real and {"detection": second_real}}
       report["blur_realism"] = _realism(data["image"], synthetic_blur)
     _check(interruption, "the end", resume)
 
   report["wall_time_s"] = round(time.perf_counter() - started, 1)
   report["versions"] = {name: importlib.metadata.version(name)
-                        for name in ("faceblur", "jax", "flax", "mtcnn")
+                        for name in ("faceblur", "jax", "flax", "mtcnn", "dlib-bin",
+                                     "face-recognition-models")
                         if _installed(name)}
   write_reports(output, report)
   shutil.rmtree(resume, ignore_errors=True)
@@ -289,6 +336,11 @@ def _installed(name: str) -> bool:
     return True
   except importlib.metadata.PackageNotFoundError:
     return False
+
+
+def _merge_cells(cells: list[dict], more: list[dict]) -> list[dict]:
+  """Per-image CSV cells side by side; `more` may cover only the first images."""
+  return [row | (more[index] if index < len(more) else {}) for index, row in enumerate(cells)]
 
 
 def _quality(restored, sharp, y_channel: bool):
