@@ -1,7 +1,12 @@
 """Deblur one image or a folder with a trained SRN (any size; big images go in tiles).
 
 python main.py --config=configs/deblur.py --config.checkpoint=runs/demo/srn \
-  --config.input=photo.jpg --config.output=restored.jpg
+  --config.input=photo.jpg --config.output=restored.png
+
+A face model restores each face in place (`regions=faces`, `faceblur/inference/faces.py`):
+detected, or given in a boxes file {"<path relative to the input folder, or the file name of
+a single input>": [[x0, y0, x1, y1], ...]} (images it does not list are detected); each output
+gets a sidecar `<output>.json` with the boxes, scores and what was done to each face.
 """
 
 import ml_collections
@@ -17,5 +22,14 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.output = ""       # a file for one image, a folder for a folder
   config.tile_size = 512   # images larger than this go through overlapping tiles
   config.tile_overlap = 32
+  # Faces in place: 'auto' = 'faces' for a face model, 'whole' for one trained on GoPro.
+  config.regions = "auto"  # faces | whole | auto
+  config.boxes = ""        # a JSON boxes file (format above); empty: detect with MTCNN
+  config.no_face = "whole"  # no face found: 'whole' restores the image, 'keep' copies it
+  config.draw_boxes = False  # also write <output stem>.boxes<suffix> with the boxes drawn
+  config.min_face_size = 40  # px in the input; smaller detections are skipped
+  config.detect_max_side = 1600  # MTCNN runs on a copy at most this long
+  config.face_margin = 0.25  # of the box side, on each side: the feathered paste's width
+  config.face_size = 0       # px across a face at the network's scale; 0: from the checkpoint
   config.model = ml_collections.ConfigDict()  # filled from the checkpoint
   return config

@@ -8,6 +8,8 @@ The notebook-sized API (imports nothing heavy until used; nothing here needs Ten
   >>> import faceblur
   >>> deblurrer = faceblur.load_deblurrer("runs/demo/srn")
   >>> restored = deblurrer(faceblur.load_image("blurred.jpg"))
+  >>> faces = faceblur.restore_faces(faceblur.load_image("photo.jpg"), "runs/demo/srn")
+  >>> faces.image, faces.to_json()           # the photo with its faces restored in place
   >>> faceblur.detect_faces(restored)
   >>> faceblur.psnr(restored, sharp), faceblur.ssim(restored, sharp)
   >>> config = faceblur.get_config("demo")   # any configs/<name>.py, as a ConfigDict
@@ -22,8 +24,8 @@ import numpy as np
 from faceblur.images import as_rgb, to_float
 
 __version__ = "0.1.0"
-__all__ = ["load_deblurrer", "deblur", "detect_faces", "psnr", "ssim", "get_config",
-           "load_image", "save_image", "run"]
+__all__ = ["load_deblurrer", "deblur", "restore_faces", "detect_faces", "psnr", "ssim",
+           "get_config", "load_image", "save_image", "run"]
 
 _DETECTORS: dict[str, Any] = {}
 
@@ -39,6 +41,15 @@ def load_deblurrer(workdir: str | pathlib.Path, *, tile_size: int = 512, tile_ov
 def deblur(image, workdir: str | pathlib.Path) -> np.ndarray:
   """Restores one image (numpy or PIL) with the SRN trained in `workdir`."""
   return load_deblurrer(workdir)(image)
+
+
+def restore_faces(image, workdir: str | pathlib.Path, boxes=None, **options):
+  """Restores each face of a photo in place with the SRN of `workdir` (`FacesResult`: `.image`
+  and what was done to each face). `boxes` [[x0, y0, x1, y1], ...] skips detection; `options`
+  are `faceblur.inference.FaceRestorer`'s (min_face_size, margin, no_face, ...)."""
+  from faceblur.inference.faces import make_face_restorer
+
+  return make_face_restorer(load_deblurrer(workdir), **options)(image, boxes)
 
 
 def detect_faces(image, *, detector: str = "mtcnn") -> list:

@@ -1,5 +1,7 @@
 """The `deblur` job: restores one image or a folder of them with a trained SRN.
 
+A face model restores each face in place by default (`faceblur.inference.faces`, with a
+`<output>.json` sidecar per image); `--config.regions=whole` restores the whole image in tiles.
 Outputs keep the input's file name and format; a folder keeps its sub-folders. A file that
 cannot be read is skipped with one warning and counted; a disk that cannot be written stops
 at the first image, in one line.
@@ -13,6 +15,7 @@ from tqdm import tqdm
 
 from faceblur.data import image_io
 from faceblur.errors import ConfigError, FaceblurError, ImageReadError, StorageError
+from faceblur.inference.faces import JobFaces
 from faceblur.inference.restorer import Deblurrer
 from faceblur.storage import check_writable, os_reason
 
@@ -41,11 +44,12 @@ def deblur_job(config: ml_collections.ConfigDict, workdir: pathlib.Path | None =
   paths = [source] if single else image_io.list_images(source)
   deblurrer = Deblurrer(config.checkpoint, tile_size=config.tile_size,
                         tile_overlap=config.tile_overlap)
+  faces = JobFaces(config, deblurrer, source, single)
   check_writable(output.parent if single and output.suffix else output, "output folder")
   failures = 0
   for path in tqdm(paths, desc="deblur", unit="image", disable=single):
     try:
-      restored = deblurrer(image_io.load_image(path))
+      restored, faces_done = faces.restore(path, image_io.load_image(path))
     except ImageReadError as error:
       failures += 1
       print(f"warning: skipped {error}", file=sys.stderr, flush=True)
@@ -53,9 +57,11 @@ def deblur_job(config: ml_collections.ConfigDict, workdir: pathlib.Path | None =
     output_path = _output_path(path, source, output, single)
     try:
       image_io.save_image(output_path, restored)
+      faces.write(path, output_path, faces_done, image_io.save_image)
     except OSError as error:  # a full or read-only disk fails every later image too
       raise StorageError(f"{output_path}: cannot write ({os_reason(error)})") from None
-  print(f"Restored {len(paths) - failures} of {len(paths)} images into {output}", flush=True)
+  print(f"Restored {len(paths) - failures} of {len(paths)} images into {output}"
+        f"{faces.summary()}", flush=True)
   if failures:
     raise FaceblurError(f"{failures} of {len(paths)} images could not be read (see warnings)")
   return failures
