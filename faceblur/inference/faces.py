@@ -120,7 +120,7 @@ def is_face_model(config: ml_collections.ConfigDict) -> bool:
   data = config.get("data", ml_collections.ConfigDict())
   train = data.get("train") or data.get("sharp")
   text = json.dumps(train.to_dict() if train is not None else {}, default=str).lower()
-  return not any(name in text for name in _NOT_FACES) and "tfds_pairs" not in text
+  return not any(name in text for name in _NOT_FACES)
 
 
 @dataclasses.dataclass
@@ -151,6 +151,7 @@ class FacesResult:
   boxes_from: str
   face_size: int
   network_side: int
+  face_size_from: str = ""
 
   @property
   def no_face(self) -> bool:
@@ -158,7 +159,8 @@ class FacesResult:
 
   def to_json(self) -> dict:
     return {"mode": self.mode, "boxes_from": self.boxes_from, "face_size": self.face_size,
-            "network_side": self.network_side, "faces": [face.to_json() for face in self.faces]}
+            "face_size_from": self.face_size_from, "network_side": self.network_side,
+            "faces": [face.to_json() for face in self.faces]}
 
 
 def _raised_cosine_window(side: int, ramp: int) -> np.ndarray:
@@ -218,7 +220,8 @@ def parse_boxes(value, where: str) -> list[tuple[float, float, float, float]]:
 
 def load_boxes_file(path: str | pathlib.Path) -> dict[str, list]:
   """A boxes file: {"<image path relative to the input folder>": [[x0, y0, x1, y1], ...]}
-  (for a single input image its file name); checked here, one line naming the key if bad."""
+  (for a single input image its file name), in pixels of the upright image (after its EXIF
+  rotation, as it is restored); checked here, one line naming the key if bad."""
   path = pathlib.Path(path)
   try:
     content = json.loads(path.read_text())
@@ -321,11 +324,12 @@ class FaceRestorer:
     if not restored:
       mode = self.no_face
       output = self.restorer(image) if mode == "whole" else image.copy()
-      return FacesResult(output, faces, mode, boxes_from, self.face_size, self.network_side)
+      return FacesResult(output, faces, mode, boxes_from, self.face_size, self.network_side,
+                         self.face_size_from)
     for face in restored:
       face.crop = _square_crop(face.box, self.margin)
     return FacesResult(self._paste(image, restored), faces, "faces", boxes_from,
-                       self.face_size, self.network_side)
+                       self.face_size, self.network_side, self.face_size_from)
 
   def _restore_crop(self, image: np.ndarray, crop: tuple[int, int, int, int]) -> np.ndarray:
     """The crop restored at `network_side` (its face at `face_size`) and resized back, plus

@@ -248,6 +248,8 @@ def test_deblur_job_restores_faces_in_place(trained_srn, tmp_path, capsys):
                                   ("alpha.png", 1, "given")]:
     sidecar = json.loads((output / f"{name}.json").read_text())
     assert sidecar["mode"] == "faces" and sidecar["boxes_from"].startswith(boxes_from)
+    assert sidecar["face_size"] == 70 and "demo_sharp faces' size (64 px)" in \
+        sidecar["face_size_from"]
     assert sidecar["input"] == str(inputs / name) and sidecar["output"] == str(output / name)
     restored_faces = [face for face in sidecar["faces"] if face["action"] == "restored"]
     assert len(restored_faces) == count, sidecar
