@@ -9,6 +9,7 @@ import pytest
 from helpers import srn_config
 from PIL import Image
 
+import faceblur
 from configs import deblur as deblur_config
 from faceblur import inference
 from faceblur.data import image_io
@@ -121,6 +122,11 @@ def test_identity_network_gives_the_faces_back(identity_srn):
   boxes = [(left, top, left + FACE, top + FACE) for top, left in APART]
   result = face_restorer(photo, boxes)
   assert np.abs(to_uint8(result.image).astype(int) - photo).max() <= 1
+  # The notebook API: the same, from the workdir.
+  api = faceblur.restore_faces(photo, identity_srn, boxes=boxes)
+  assert api.mode == "faces" and [face.crop for face in api.faces] == \
+      [face.crop for face in result.faces]
+  np.testing.assert_array_equal(api.image, result.image)
 
 
 def test_given_boxes_skip_detection_and_boxes_outside_are_skipped():
