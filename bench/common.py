@@ -73,6 +73,92 @@ def flops_of(compiled) -> float | None:
   return float(value) if value else None
 
 
+def matmul_peak_gflops(size: int = 4096, dtype: str = "float32", repeats: int = 5) -> float:
+  """GFLOP/s of a jitted `size` x `size` matrix product (median of `repeats`): the measured
+  peak that achieved FLOP/s are compared with (issue 17: 4096, float32 on a CPU)."""
+  import jax.numpy as jnp  # noqa: PLC0415
+
+  left, right = (jax.random.normal(jax.random.key(seed), (size, size), jnp.dtype(dtype))
+                 for seed in (0, 1))
+  product = jax.jit(jnp.matmul)
+  timing = time_calls(lambda: product(left, right).block_until_ready(), warmup=2,
+                      repeats=repeats)
+  return 2 * size**3 / timing["median_s"] / 1e9
+
+
+# How a train step's FLOPs are counted from its networks' layers (`train_step_flops`).
+STEP_FLOPS_CONVENTION = (
+    "network FLOPs: 2 x multiply-adds of every convolution and transposed convolution "
+    "(faceblur.models.flops), x3 for a pass that is trained (forward, input gradient, kernel "
+    "gradient) and x2 for a critic pass that needs only one gradient; the same count for "
+    "faceblur and PyTorch")
+
+
+def train_step_flops(stage: str, config, batch_size: int, size: int) -> int:
+  """FLOPs of one train step of `stage` ("srn" or "cyclegan") on `batch_size` crops of `size`
+  px, counted from the networks' own layers (see STEP_FLOPS_CONVENTION):
+
+  - SRN: 3 x one forward pass of the deblurrer (its 3 scales included).
+  - CycleGAN: 6 generator passes (fakes, cycle and identity; 4 without the identity loss)
+    at 3x; the critics' 2 passes on fakes in the generator loss at 2x (forward and input
+    gradient: their kernels are frozen there); their 4 passes in the critic loss (real and
+    pooled fakes) at 2x (forward and kernel gradient: their inputs are data).
+
+  Counted under `jax.eval_shape`: no weights are allocated and nothing is computed.
+  """
+  import jax.numpy as jnp  # noqa: PLC0415
+  from flax import nnx  # noqa: PLC0415
+
+  from faceblur.models.flops import conv_flops  # noqa: PLC0415
+  from faceblur.train import cyclegan, srn  # noqa: PLC0415
+
+  images = jax.ShapeDtypeStruct((batch_size, size, size, 3), jnp.float32)
+  if stage == "srn":
+    make = srn.module_factory(config)
+    return 3 * conv_flops(nnx.eval_shape(lambda: make(rngs=nnx.Rngs(0))), images)
+  if stage != "cyclegan":
+    raise ValueError(f"unknown stage {stage!r}; choose srn or cyclegan")
+  factories = cyclegan.module_factories(config)
+  generator = conv_flops(nnx.eval_shape(lambda: factories["g"](nnx.Rngs(0))), images)
+  critic = conv_flops(nnx.eval_shape(lambda: factories["d_blurred"](nnx.Rngs(0))), images)
+  generator_passes = 6 if config.loss.identity_weight > 0 else 4
+  return 3 * generator_passes * generator + 2 * 2 * critic + 2 * 4 * critic
+
+
+TORCH_LAYOUTS = ("nchw", "channels_last")
+
+
+def torch_memory_format(layout: str):
+  """torch's memory format for a layout name of TORCH_LAYOUTS."""
+  import torch  # noqa: PLC0415
+
+  formats = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+  if layout not in formats:
+    raise ValueError(f"unknown PyTorch layout {layout!r}; choose {', '.join(TORCH_LAYOUTS)}")
+  return formats[layout]
+
+
+def torch_to_layout(modules, layout: str, device: str = "cpu") -> None:
+  """Moves torch `modules` to `device` and `layout`, in place (optimisers built on their
+  parameters keep working: `Module.to` swaps the parameters' data, not the parameters)."""
+  memory_format = torch_memory_format(layout)
+  for module in modules:
+    module.to(device=device, memory_format=memory_format)
+
+
+def faster_torch(rows: Sequence[dict], key: Callable[[dict], object],
+                 time_key: str) -> dict[object, dict]:
+  """The fastest PyTorch row (smallest `time_key`) of each `key(row)` among `rows`."""
+  best: dict[object, dict] = {}
+  for row in rows:
+    if row.get("framework") != "pytorch":
+      continue
+    current = best.get(key(row))
+    if current is None or row[time_key] < current[time_key]:
+      best[key(row)] = row
+  return best
+
+
 def machine() -> dict[str, str]:
   device = jax.devices()[0]
   return {"platform": platform.platform(), "python": platform.python_version(),

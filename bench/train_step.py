@@ -5,11 +5,22 @@
   python bench/train_step.py --frameworks=faceblur # without torch installed
 
 Shapes (issue 5): CycleGAN ResNet-9 at 256 px, batch 1 and 4; SRN at 256 px crops, batch 4
-and 16. For faceblur: the jitted step of the training code, compile time, XLA's FLOP count
-and achieved FLOP/s. For PyTorch (`bench/torch_reference.py`, eager, NCHW, as the official
-code runs): the same networks, losses and optimisers. Each case runs in a fresh process, so
-peak memory is per case and the two frameworks never share the CPU's threads. One JSON line
-per case, then a table with the ratio faceblur / PyTorch in images/s (> 1: faceblur faster).
+and 16. For faceblur: the jitted step of the training code and its compile time. For PyTorch
+(`bench/torch_reference.py`, eager, as the official code runs): the same networks, losses and
+optimisers, timed in both memory layouts, NCHW (the reference code's) and channels_last
+(often faster on CPUs); the ratio is against the faster of the two (issue 17). Each case runs
+in a fresh process, so peak memory is per case and the frameworks never share the CPU's
+threads. One JSON line per case, then a table with faceblur / faster PyTorch in images/s
+(> 1: faceblur faster).
+
+FLOP/s come from the networks' own FLOPs (`bench.common.train_step_flops`: convolutions
+counted from the layers, x3 for trained passes), the same figure for both frameworks, against
+a measured peak: a jitted 4096 x 4096 float32 matrix product (`--peak_gflops` to give one).
+XLA's cost analysis of the compiled step is kept in the JSON (`xla_gflops_per_step`) only: on
+a CPU it counts the reformulated convolutions' extra work.
+
+`--torch_device=cuda` times PyTorch on a GPU (`bench/gpu.py` does so); `--mixed_precision`
+runs faceblur in bfloat16 and PyTorch under `torch.autocast(bfloat16)`.
 """
 
 import json
@@ -24,7 +35,20 @@ from absl import app, flags
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 
-from bench.common import flops_of, machine, peak_rss_mib, print_json, time_calls  # noqa: E402
+from bench.common import (  # noqa: E402
+  STEP_FLOPS_CONVENTION,
+  TORCH_LAYOUTS,
+  faster_torch,
+  flops_of,
+  machine,
+  matmul_peak_gflops,
+  peak_rss_mib,
+  print_json,
+  time_calls,
+  torch_memory_format,
+  torch_to_layout,
+  train_step_flops,
+)
 from configs import cyclegan as cyclegan_config  # noqa: E402
 from configs import srn as srn_config  # noqa: E402
 from faceblur.ops import compilation  # noqa: E402
@@ -37,19 +61,29 @@ flags.DEFINE_list("cyclegan_batches", ["1", "4"], "CycleGAN batch sizes.")
 flags.DEFINE_list("srn_batches", ["4", "16"], "SRN batch sizes.")
 flags.DEFINE_integer("warmup", 1, "Untimed steps after compilation.")
 flags.DEFINE_integer("repeats", 5, "Timed steps (the median is reported).")
-flags.DEFINE_bool("mixed_precision", False, "bfloat16 activations.")
+flags.DEFINE_bool("mixed_precision", False, "bfloat16 activations (PyTorch: autocast bf16).")
 flags.DEFINE_list("stages", ["cyclegan", "srn"], "Which stages to time.")
 flags.DEFINE_bool("compiler_options", True, "faceblur's CPU compiler options "
                   "(faceblur.ops.compilation); false: plain jax.jit.")
 flags.DEFINE_list("frameworks", ["faceblur", "pytorch"], "faceblur and/or pytorch.")
-flags.DEFINE_string("case", None, "Internal: run one 'framework:stage:batch' case and exit.")
+flags.DEFINE_list("torch_layouts", list(TORCH_LAYOUTS), "PyTorch memory layouts to time.")
+flags.DEFINE_string("torch_device", "cpu", "PyTorch's device: cpu or cuda.")
+flags.DEFINE_float("peak_gflops", 0.0, "The peak GFLOP/s that achieved FLOP/s are a fraction "
+                   "of; 0 = measure a jitted 4096^2 float32 matrix product here.")
+flags.DEFINE_string("case", None, "Internal: run one 'framework:stage:batch[:layout]' case "
+                    "and exit.")
+
+
+def stage_config(stage: str, size: int):
+  config = cyclegan_config.get_config() if stage == "cyclegan" else srn_config.get_config()
+  config.mixed_precision = FLAGS.mixed_precision
+  config.data.crop_size = size
+  return config
 
 
 def bench_faceblur(stage: str, batch_size: int, size: int) -> dict:
   module = {"cyclegan": cyclegan, "srn": srn}[stage]
-  config = (cyclegan_config.get_config() if stage == "cyclegan" else srn_config.get_config())
-  config.mixed_precision = FLAGS.mixed_precision
-  config.data.crop_size = size
+  config = stage_config(stage, size)
   mesh = partitioning.make_mesh()
   tx = module.STAGE.make_optimizer(config, 1000)
   state = state_lib.create_train_state(module.init_fn(config, tx), 0, mesh)
@@ -72,53 +106,77 @@ def bench_faceblur(stage: str, batch_size: int, size: int) -> dict:
     jax.block_until_ready(metrics)
 
   timing = time_calls(run_step, warmup=FLAGS.warmup, repeats=FLAGS.repeats)
-  flops = flops_of(compiled)
   num_params = sum(np.size(leaf) for leaf in jax.tree.leaves(state.params))
-  record = _record("faceblur", stage, batch_size, size, timing, num_params, compile_s=compile_s,
-                   flops=flops)
+  record = _record("faceblur", stage, batch_size, size, timing, num_params, compile_s=compile_s)
+  xla_flops = flops_of(compiled)
+  record["xla_gflops_per_step"] = round(xla_flops / 1e9, 2) if xla_flops else None
   record["compiler_options"] = FLAGS.compiler_options
+  record["dtype"] = "bfloat16" if FLAGS.mixed_precision else "float32"
   return record
 
 
-def bench_pytorch(stage: str, batch_size: int, size: int) -> dict:
+def bench_pytorch(stage: str, batch_size: int, size: int, layout: str) -> dict:
   import torch
 
   from bench import torch_reference
 
+  device = FLAGS.torch_device
+  if device == "cuda":
+    torch.backends.cudnn.benchmark = True  # let cuDNN pick its fastest algorithms
   torch.manual_seed(0)
   step = (torch_reference.CycleGANStep() if stage == "cyclegan"
           else torch_reference.SRNStep())
+  torch_to_layout(step.networks().values(), layout, device)
+  memory_format = torch_memory_format(layout)
   generator = torch.Generator().manual_seed(0)
-  sharp, blurred = (torch.rand(batch_size, 3, size, size, generator=generator) for _ in range(2))
+  sharp, blurred = (torch.rand(batch_size, 3, size, size, generator=generator)
+                    .to(device).contiguous(memory_format=memory_format) for _ in range(2))
   if stage == "cyclegan":  # the official data loader normalises to [-1, 1]
     sharp, blurred = sharp * 2 - 1, blurred * 2 - 1
-  timing = time_calls(lambda: step(sharp, blurred), warmup=FLAGS.warmup + 1,
-                      repeats=FLAGS.repeats)
+
+  def run_step():
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=FLAGS.mixed_precision):
+      step(sharp, blurred)  # returns float(loss): waits for the device
+    if device == "cuda":
+      torch.cuda.synchronize()
+
+  timing = time_calls(run_step, warmup=FLAGS.warmup + 1, repeats=FLAGS.repeats)
   record = _record("pytorch", stage, batch_size, size, timing,
                    torch_reference.parameter_count(step))
-  record["threads"] = torch.get_num_threads()
+  record |= {"layout": layout, "device": device, "threads": torch.get_num_threads(),
+             "dtype": "autocast bfloat16" if FLAGS.mixed_precision else "float32"}
   return record
 
 
-def _record(framework, stage, batch_size, size, timing, num_params, *, compile_s=None,
-            flops=None) -> dict:
+def _record(framework, stage, batch_size, size, timing, num_params, *, compile_s=None) -> dict:
   step_s = timing["median_s"]
   return {"framework": framework, "stage": stage, "batch": batch_size, "size": size,
           "params": int(num_params), "step_s": round(step_s, 4),
           "min_step_s": round(timing["min_s"], 4), "images_per_s": round(batch_size / step_s, 3),
           "compile_s": round(compile_s, 2) if compile_s is not None else None,
-          "gflops_per_step": round(flops / 1e9, 2) if flops else None,
-          "achieved_gflops_per_s": round(flops / 1e9 / step_s, 2) if flops else None,
           "peak_rss_mib": round(peak_rss_mib())}
 
 
-def _run_case_in_child(case: str) -> dict:
-  """Runs one case in a fresh interpreter and returns its JSON record."""
-  argv = [sys.executable, __file__, f"--case={case}", f"--size={FLAGS.size}",
-          f"--warmup={FLAGS.warmup}", f"--repeats={FLAGS.repeats}",
+def add_flops(row: dict, gflops_per_step: float, peak_gflops: float | None) -> dict:
+  """`row` with its network GFLOP/step, achieved GFLOP/s and % of `peak_gflops`."""
+  achieved = gflops_per_step / row["step_s"]
+  row["gflops_per_step"] = round(gflops_per_step, 2)
+  row["achieved_gflops_per_s"] = round(achieved, 2)
+  row["percent_of_peak"] = round(100 * achieved / peak_gflops, 1) if peak_gflops else None
+  return row
+
+
+def case_args() -> list[str]:
+  """The flags a case's child process needs."""
+  return [f"--size={FLAGS.size}", f"--warmup={FLAGS.warmup}", f"--repeats={FLAGS.repeats}",
           f"--mixed_precision={FLAGS.mixed_precision}",
-          f"--compiler_options={FLAGS.compiler_options}"]
-  result = subprocess.run(argv, capture_output=True, text=True, env=dict(os.environ))
+          f"--compiler_options={FLAGS.compiler_options}", f"--torch_device={FLAGS.torch_device}"]
+
+
+def _run_case_in_child(case: str, env: dict) -> dict:
+  """Runs one case in a fresh interpreter and returns its JSON record."""
+  argv = [sys.executable, __file__, f"--case={case}", *case_args()]
+  result = subprocess.run(argv, capture_output=True, text=True, env=env)
   if result.returncode:
     sys.exit(f"case {case} failed:\n{result.stderr[-3000:]}")
   return json.loads(result.stdout.strip().splitlines()[-1])
@@ -134,35 +192,59 @@ def _versions() -> dict:
   return versions
 
 
+def print_step_table(rows: list[dict]) -> None:
+  """The markdown table: each faceblur row's ratio is against the faster PyTorch layout."""
+  print("\n| stage | batch | size | framework | layout | step s | images/s | "
+        "faceblur / faster PyTorch | compile s | GFLOP/step | GFLOP/s | % of peak | "
+        "peak RSS MiB |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+  # From the step times, not the rounded images/s: at 0.04 images/s rounding moves the ratio.
+  fastest = faster_torch(rows, lambda r: (r["stage"], r["batch"]), "step_s")
+  for r in rows:
+    reference = fastest.get((r["stage"], r["batch"]))
+    ratio = (f"**{reference['step_s'] / r['step_s']:.2f}** (vs {reference['layout']})"
+             if r["framework"] == "faceblur" and reference else "")
+    print(f"| {r['stage']} | {r['batch']} | {r['size']} | {r['framework']} | "
+          f"{r.get('layout', '')} | {r['step_s']} | {r['images_per_s']} | {ratio} | "
+          f"{r['compile_s'] or ''} | {r.get('gflops_per_step', '')} | "
+          f"{r.get('achieved_gflops_per_s', '')} | {r.get('percent_of_peak') or ''} | "
+          f"{r['peak_rss_mib']} |")
+
+
 def main(argv):
   del argv
   if FLAGS.case:
-    framework, stage, batch_size = FLAGS.case.split(":")
-    run = bench_faceblur if framework == "faceblur" else bench_pytorch
-    print_json(run(stage, int(batch_size), FLAGS.size))
+    framework, stage, batch_size, *layout = FLAGS.case.split(":")
+    if framework == "faceblur":
+      record = bench_faceblur(stage, int(batch_size), FLAGS.size)
+    else:
+      record = bench_pytorch(stage, int(batch_size), FLAGS.size, *(layout or ["nchw"]))
+    print_json(record)
     return
-  print_json({"machine": _versions()})
+  child_env = dict(os.environ)
+  # This process only counts FLOPs and measures the CPU peak: it must not take a GPU's
+  # memory away from the cases it starts.
+  os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+  unknown = sorted(set(FLAGS.torch_layouts) - set(TORCH_LAYOUTS))
+  if unknown:
+    sys.exit(f"--torch_layouts: unknown {', '.join(unknown)}; choose {', '.join(TORCH_LAYOUTS)}")
+  peak = FLAGS.peak_gflops or matmul_peak_gflops()
+  print_json({"machine": _versions(), "peak_gflops_per_s": round(peak, 1),
+              "peak": "given" if FLAGS.peak_gflops else "jitted 4096^2 float32 matmul",
+              "flops": STEP_FLOPS_CONVENTION})
   rows = []
   for stage in FLAGS.stages:
     batches = FLAGS.cyclegan_batches if stage == "cyclegan" else FLAGS.srn_batches
     for batch_size in map(int, batches):
+      gflops = train_step_flops(stage, stage_config(stage, FLAGS.size), batch_size,
+                                FLAGS.size) / 1e9
       for framework in FLAGS.frameworks:
-        rows.append(_run_case_in_child(f"{framework}:{stage}:{batch_size}"))
-        print_json(rows[-1])
-  print("\n| stage | batch | size | framework | step s | images/s | faceblur / PyTorch | "
-        "compile s | GFLOP/step | GFLOP/s | peak RSS MiB |")
-  print("|---|---|---|---|---|---|---|---|---|---|---|")
-  # From the step times, not the rounded images/s: at 0.04 images/s rounding moves the ratio.
-  torch_step = {(r["stage"], r["batch"]): r["step_s"] for r in rows
-                if r["framework"] == "pytorch"}
-  for r in rows:
-    reference = torch_step.get((r["stage"], r["batch"]))
-    ratio = (f"{reference / r['step_s']:.2f}"
-             if r["framework"] == "faceblur" and reference else "")
-    print(f"| {r['stage']} | {r['batch']} | {r['size']} | {r['framework']} | {r['step_s']} | "
-          f"{r['images_per_s']} | {ratio} | {r['compile_s'] or ''} | "
-          f"{r['gflops_per_step'] or ''} | {r['achieved_gflops_per_s'] or ''} | "
-          f"{r['peak_rss_mib']} |")
+        layouts = FLAGS.torch_layouts if framework == "pytorch" else [None]
+        for layout in layouts:
+          case = f"{framework}:{stage}:{batch_size}" + (f":{layout}" if layout else "")
+          rows.append(add_flops(_run_case_in_child(case, child_env), gflops, peak))
+          print_json(rows[-1])
+  print_step_table(rows)
   counts = {}
   for r in rows:
     counts.setdefault((r["stage"], r["batch"]), set()).add(r["params"])
