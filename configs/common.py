@@ -40,4 +40,9 @@ def train_loop_settings(config: ml_collections.ConfigDict, *, num_epochs: float,
   # > 0: checkpoint and stop once this step is reached; a later run resumes from there
   # (for time-limited sessions such as Colab; the schedule still spans the whole run).
   config.stop_after_steps = 0
+  # > 0: also keep an exponential moving average of the weights with this decay (e.g. 0.999),
+  # in the checkpoints and releases; inference uses it with use_ema. 0 = off (the references).
+  config.ema_decay = 0.0
+  # True: a run that ends without error also writes a params-only release to <workdir>/release.
+  config.write_release = False
   return config

@@ -22,6 +22,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.output = ""       # a file for one image, a folder for a folder
   config.tile_size = 512   # images larger than this go through overlapping tiles
   config.tile_overlap = 32
+  config.use_ema = False   # True: the EMA weights (a release's default otherwise)
   # Faces in place: 'auto' = 'faces' for a face model, 'whole' for one trained on GoPro.
   config.regions = "auto"  # faces | whole | auto
   config.boxes = ""        # a JSON boxes file (format above); empty: detect with MTCNN

@@ -11,7 +11,8 @@ from configs import common
 
 def get_config(arg: str = "folder") -> ml_collections.ConfigDict:
   config = common.run_settings(ml_collections.ConfigDict(), job="synthesize")
-  config.cyclegan_workdir = ""  # the stage-1 workdir (its checkpoints/ are read)
+  config.cyclegan_workdir = ""  # the stage-1 workdir (its checkpoints/ are read) or a release
+  config.use_ema = False        # True: G's EMA weights (a release's default otherwise)
   if arg == "celeb_a":
     config.source = common.source("celeb_a", blurry=False)
   else:

@@ -34,6 +34,7 @@ JOBS.add("srn", Job("faceblur.train.srn:train_and_evaluate"))
 JOBS.add("evaluate", Job("faceblur.evaluate.evaluation:evaluate"))
 JOBS.add("evaluate_wider_face", Job("faceblur.evaluate.wider_face:evaluate"))
 JOBS.add("deblur", Job("faceblur.inference:deblur_job", needs_workdir=False))
+JOBS.add("export", Job("faceblur.inference.export:export_job", needs_workdir=False))
 JOBS.add("pipeline", Job("faceblur.pipeline:run_pipeline"))
 
 

@@ -33,11 +33,12 @@ def test_registry_keeps_order_fields_and_refuses_doubles():
 
 def test_unknown_job_and_missing_workdir():
   with pytest.raises(ConfigError, match="config.job='nope' is not one of cyclegan, synthesize, "
-                     "srn, evaluate, evaluate_wider_face, deblur, pipeline"):
+                     "srn, evaluate, evaluate_wider_face, deblur, export, pipeline"):
     jobs.run(ml_collections.ConfigDict({"job": "nope"}), None)
   with pytest.raises(ConfigError, match="the srn job needs --workdir"):
     jobs.run(ml_collections.ConfigDict({"job": "srn"}), None)
   assert not jobs.JOBS.get("deblur").needs_workdir and jobs.JOBS.get("srn").needs_workdir
+  assert not jobs.JOBS.get("export").needs_workdir
 
 
 def test_unknown_or_wrongly_paired_data_source_kind(tmp_path):

@@ -43,18 +43,21 @@ class Restorer:
   an HxWx3 float32 image in [0, 1].
 
   `stage` is 'srn' (the paper's deblurrer) or 'cyclegan' (its blurred -> sharp generator F,
-  the CycleGAN used as a deblurrer); `workdir` is that stage's workdir or checkpoint folder.
+  the CycleGAN used as a deblurrer); `workdir` is that stage's workdir, checkpoint folder or
+  release. `use_ema=True` restores with the EMA weights (None: a release's default, for a
+  checkpoint the trained weights).
   """
 
   def __init__(self, workdir: str | pathlib.Path, *, stage: str = "srn", tile_size: int = 512,
-               tile_overlap: int = 32):
+               tile_overlap: int = 32, use_ema: bool | None = None):
     if stage not in _STAGES:
       raise ConfigError(f"cannot restore with stage {stage!r}; use one of {', '.join(_STAGES)}")
     network_name, make_restore_fn = _STAGES[stage]
-    trained = load_trained(workdir, stage)
+    trained = load_trained(workdir, stage, use_ema=use_ema)
     self.stage = stage
     self.config = trained.config
     self.step = trained.step
+    self.weights = trained.weights  # 'params' or 'ema'
     self.tile_size = tile_size
     self.tile_overlap = tile_overlap
     self._params = trained.params[network_name]
@@ -73,5 +76,6 @@ class Deblurrer(Restorer):
   """The trained SRN of a stage-2 workdir (what `faceblur.load_deblurrer` returns)."""
 
   def __init__(self, workdir: str | pathlib.Path, *, tile_size: int = 512,
-               tile_overlap: int = 32):
-    super().__init__(workdir, stage="srn", tile_size=tile_size, tile_overlap=tile_overlap)
+               tile_overlap: int = 32, use_ema: bool | None = None):
+    super().__init__(workdir, stage="srn", tile_size=tile_size, tile_overlap=tile_overlap,
+                     use_ema=use_ema)

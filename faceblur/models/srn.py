@@ -14,6 +14,8 @@ content of one scale maps onto the content of the next (not padding onto content
 estimates are in [0, 1] (NHWC, float32); estimates are not clipped.
 """
 
+import numbers
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -33,6 +35,22 @@ _MULTIPLE = 4  # two stride-2 stages per scale
 
 def _round_up(value: int) -> int:
   return -(-value // _MULTIPLE) * _MULTIPLE
+
+
+def _scaled_side(side, ratio: float):
+  """round(side * ratio), at least 1. A symbolic side (`jax.export` with symbolic height and
+  width) cannot be rounded; it is divided exactly by 1 / ratio, which must be a whole number
+  dividing it (SRN's 3 scales of ratio 0.5 on sides of a multiple of 4)."""
+  if isinstance(side, numbers.Integral):
+    return max(1, round(side * ratio))
+  divisor = round(1 / ratio)
+  if abs(divisor * ratio - 1) > 1e-9:
+    raise ValueError(f"a symbolic side needs a scale ratio of 1/n, not {ratio}")
+  return side // divisor
+
+
+def _side_value(side) -> jax.Array:
+  return jnp.asarray(side, jnp.float32)
 
 
 class ResBlock(nnx.Module):
@@ -105,7 +123,7 @@ class SRNDeblurNet(nnx.Module):
   def scale_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
     """The pyramid's (height, width), coarse to fine; the last is the input size."""
     ratios = [self.scale_ratio**k for k in reversed(range(self.num_scales))]
-    return [(max(1, round(height * r)), max(1, round(width * r))) for r in ratios]
+    return [(_scaled_side(height, r), _scaled_side(width, r)) for r in ratios]
 
   def _one_scale(self, inputs: jax.Array, carry):
     """Encoder, ConvLSTM, decoder on one scale's 6-channel input (sides divisible by 4)."""
@@ -138,7 +156,10 @@ class SRNDeblurNet(nnx.Module):
     state_shape = (batch, padded_size[0] // _MULTIPLE, padded_size[1] // _MULTIPLE)
     if carry is None:
       return self.lstm.initial_carry(state_shape)
-    scale = jnp.array([size[0] / previous_size[0], size[1] / previous_size[1]], jnp.float32)
+    if all(isinstance(side, numbers.Integral) for side in (*size, *previous_size)):
+      scale = jnp.array([size[0] / previous_size[0], size[1] / previous_size[1]], jnp.float32)
+    else:  # symbolic sides (jax.export): the same ratio, computed from the sides' values
+      scale = jnp.stack([_side_value(size[i]) / _side_value(previous_size[i]) for i in (0, 1)])
     return tuple(
         jax.image.scale_and_translate(state, (*state_shape, state.shape[-1]), (1, 2), scale,
                                       jnp.zeros(2, jnp.float32), "linear", antialias=False)

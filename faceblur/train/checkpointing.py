@@ -317,6 +317,11 @@ class Checkpointer:
       raise CheckpointError(
           f"{self.directory}: holds a {saved_config.get('job')!r} checkpoint but this is the "
           f"{config.get('job')!r} job (use another workdir)")
+    saved_ema, wanted_ema = saved_config.get("ema_decay", 0.0), config.get("ema_decay", 0.0)
+    if bool(saved_ema) != bool(wanted_ema):  # the state has an EMA field or not
+      raise CheckpointError(
+          f"{self.directory}: checkpoint has ema_decay={saved_ema!r} but the config asks for "
+          f"{wanted_ema!r}; a run cannot switch its EMA on or off (use another workdir)")
     for key, saved, wanted in _changed_keys(saved_config.get("model", {}),
                                             config.get("model", {})):
       raise CheckpointError(f"{self.directory}: checkpoint has model.{key}={saved!r} "

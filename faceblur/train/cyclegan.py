@@ -33,7 +33,7 @@ from faceblur.data.sources import SkipBadRecords
 from faceblur.image_grid import save_grid
 from faceblur.models import PatchDiscriminator, ResnetGenerator
 from faceblur.ops import compilation
-from faceblur.train import loop
+from faceblur.train import loop, release
 from faceblur.train import stage as stage_lib
 from faceblur.train import state as state_lib
 from faceblur.train.image_pool import ImagePool, create_image_pool, query_image_pool
@@ -44,6 +44,7 @@ class CycleGANState(state_lib.TrainState):
   """Stage 1's train state (the names are the module docstring's)."""
 
   NETWORKS: ClassVar[tuple[str, ...]] = ("g", "f", "d_blurred", "d_sharp")
+  EMA_NETWORKS: ClassVar[tuple[str, ...]] = ("g", "f")  # the critics serve training only
 
   g: nnx.State  # G: sharp -> blurred
   f: nnx.State  # F: blurred -> sharp
@@ -97,17 +98,18 @@ def init_fn(config: ml_collections.ConfigDict, tx: optax.GradientTransformation)
   """Returns `key -> CycleGANState` with fresh networks, optimisers and empty pools."""
   factories = module_factories(config)
   crop = config.data.crop_size
+  ema_decay = state_lib.ema_decay(config)
 
   def init(key: jax.Array) -> CycleGANState:
     keys = jax.random.split(key, len(factories) + 1)[1:]
     params = {name: state_lib.init_params(make, name_key)
               for (name, make), name_key in zip(factories.items(), keys, strict=True)}
-    return CycleGANState(
+    return state_lib.start_ema(CycleGANState(
         step=jnp.zeros((), jnp.int32), rng=jax.random.fold_in(key, 1), **params,
         generator_opt_state=tx.init((params["g"], params["f"])),
         critic_opt_state=tx.init((params["d_blurred"], params["d_sharp"])),
         fake_blurred_pool=create_image_pool(config.pool_size, (crop, crop, 3)),
-        fake_sharp_pool=create_image_pool(config.pool_size, (crop, crop, 3)))
+        fake_sharp_pool=create_image_pool(config.pool_size, (crop, crop, 3))), ema_decay)
 
   return init
 
@@ -118,6 +120,7 @@ def make_train_step(config: ml_collections.ConfigDict, networks: stage_lib.Netwo
   cycle_weight = config.loss.cycle_weight
   identity_weight = config.loss.identity_weight * cycle_weight
   real_label = config.loss.real_label
+  ema_decay = state_lib.ema_decay(config)
 
   def bind(name: str, params: nnx.State):
     """The network `name` with `params`, as a function of images with float32 outputs."""
@@ -186,7 +189,7 @@ def make_train_step(config: ml_collections.ConfigDict, networks: stage_lib.Netwo
         generator_opt_state=generator_opt_state, critic_opt_state=critic_opt_state,
         fake_blurred_pool=keep_finite(fake_blurred_pool, state.fake_blurred_pool),
         fake_sharp_pool=keep_finite(fake_sharp_pool, state.fake_sharp_pool))
-    return new_state, {**aux["metrics"], **critic_metrics}
+    return state_lib.update_ema(new_state, ema_decay), {**aux["metrics"], **critic_metrics}
 
   return train_step
 
@@ -237,7 +240,9 @@ def make_hooks(config: ml_collections.ConfigDict, networks: stage_lib.Networks,
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str | pathlib.Path) -> CycleGANState:
   """Trains stage 1 in `workdir` (resuming from its latest checkpoint)."""
-  return STAGE.train_and_evaluate(config, workdir)
+  state = STAGE.train_and_evaluate(config, workdir)
+  release.write_after_training(config, workdir, state)
+  return state
 
 
 def _sampler(config, networks, sharp_source, workdir: pathlib.Path, writer: MetricWriter):

@@ -24,7 +24,7 @@ from faceblur.data import input_pipeline as data_pipeline
 from faceblur.data.sources import SkipBadRecords
 from faceblur.models import SRNDeblurNet
 from faceblur.ops import compilation
-from faceblur.train import loop
+from faceblur.train import loop, release
 from faceblur.train import stage as stage_lib
 from faceblur.train import state as state_lib
 from faceblur.train.metric_writers import MetricWriter
@@ -33,7 +33,8 @@ NETWORK = "deblurrer"
 
 
 class SRNState(state_lib.TrainState):
-  """Stage 2's train state: the deblurrer's parameters and its optimiser's state."""
+  """Stage 2's train state: the deblurrer's parameters and its optimiser's state (and their
+  EMA with `ema_decay > 0`)."""
 
   NETWORKS: ClassVar[tuple[str, ...]] = (NETWORK,)
 
@@ -80,11 +81,13 @@ def optimizer(config: ml_collections.ConfigDict,
 def init_fn(config: ml_collections.ConfigDict, tx: optax.GradientTransformation):
   """Returns `key -> SRNState` with a fresh deblurrer and optimiser."""
   make = module_factory(config)
+  ema_decay = state_lib.ema_decay(config)
 
   def init(key: jax.Array) -> SRNState:
     params = state_lib.init_params(lambda rngs: make(rngs=rngs), key)
-    return SRNState(step=jnp.zeros((), jnp.int32), rng=jax.random.fold_in(key, 1),
-                    deblurrer=params, opt_state=tx.init(params))
+    return state_lib.start_ema(
+        SRNState(step=jnp.zeros((), jnp.int32), rng=jax.random.fold_in(key, 1),
+                 deblurrer=params, opt_state=tx.init(params)), ema_decay)
 
   return init
 
@@ -93,6 +96,7 @@ def make_train_step(config: ml_collections.ConfigDict, networks: stage_lib.Netwo
                     tx: optax.GradientTransformation) -> loop.TrainStep:
   network = networks[NETWORK]
   weights = tuple(config.loss.scale_weights)
+  ema_decay = state_lib.ema_decay(config)
 
   def loss_fn(params, blurred, sharp):
     estimates = [estimate.astype(jnp.float32) for estimate in network.apply(params, blurred)]
@@ -104,7 +108,8 @@ def make_train_step(config: ml_collections.ConfigDict, networks: stage_lib.Netwo
     grads, metrics = jax.grad(loss_fn, has_aux=True)(
         state.deblurrer, batch["blurred"], batch["sharp"])
     deblurrer, opt_state = state_lib.apply_gradients(tx, state.deblurrer, state.opt_state, grads)
-    return state.replace(step=state.step + 1, deblurrer=deblurrer, opt_state=opt_state), metrics
+    state = state.replace(step=state.step + 1, deblurrer=deblurrer, opt_state=opt_state)
+    return state_lib.update_ema(state, ema_decay), metrics
 
   return train_step
 
@@ -157,7 +162,9 @@ def make_hooks(config: ml_collections.ConfigDict, networks: stage_lib.Networks,
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str | pathlib.Path) -> SRNState:
   """Trains stage 2 in `workdir` (resuming from its latest checkpoint)."""
-  return STAGE.train_and_evaluate(config, workdir)
+  state = STAGE.train_and_evaluate(config, workdir)
+  release.write_after_training(config, workdir, state)
+  return state
 
 
 def _evaluator(config, network, test_source, writer: MetricWriter):

@@ -6,6 +6,12 @@ run bit-identical to an uninterrupted one. `Network` keeps a module's static gra
 shapes of its parameters) and rebuilds the module from parameters inside the traced step.
 Each stage's state is a typed `TrainState` with one field per network, named as in the
 paper (`cyclegan.CycleGANState`, `srn.SRNState`).
+
+With `config.ema_decay > 0` the state also carries an exponential moving average of the
+networks used at inference (`optax.ema` without bias correction, started at the initial
+parameters, as flax's and timm's model EMAs are). It is part of the checkpointed pytree, so a
+resumed run continues it bit for bit; 0 (the default, for fidelity to the references) leaves
+the field empty and the state as before.
 """
 
 import dataclasses
@@ -18,6 +24,7 @@ import optax
 from flax import nnx, struct
 from jax.sharding import Mesh
 
+from faceblur.errors import ConfigError
 from faceblur.train import partitioning
 
 
@@ -46,14 +53,58 @@ class TrainState(struct.PyTreeNode):
   """
 
   NETWORKS: ClassVar[tuple[str, ...]] = ()
+  # The networks whose weights the EMA tracks (those inference uses); all by default.
+  EMA_NETWORKS: ClassVar[tuple[str, ...] | None] = None
 
   step: jax.Array
   rng: jax.Array
+  # optax.EmaState(count, ema={name: params}) of the `ema_networks()`, or None (EMA off).
+  ema: Any = struct.field(default=None, kw_only=True)
 
   @property
   def params(self) -> dict[str, nnx.State]:
     """Each network's parameters, by network name."""
     return {name: getattr(self, name) for name in self.NETWORKS}
+
+  @classmethod
+  def ema_networks(cls) -> tuple[str, ...]:
+    return cls.NETWORKS if cls.EMA_NETWORKS is None else cls.EMA_NETWORKS
+
+  @property
+  def ema_params(self) -> dict[str, nnx.State] | None:
+    """The EMA weights by network name (the `ema_networks()`), or None without EMA."""
+    return None if self.ema is None else dict(self.ema.ema)
+
+
+def ema_decay(config) -> float:
+  """`config.ema_decay`, checked: 0 turns the EMA off, else a decay in (0, 1)."""
+  decay = float(config.get("ema_decay", 0.0))
+  if not 0.0 <= decay < 1.0:
+    raise ConfigError(f"ema_decay={decay} must be in [0, 1) (0 = no EMA of the weights)")
+  return decay
+
+
+def _ema_transform(decay: float) -> optax.GradientTransformation:
+  """ema <- decay * ema + (1 - decay) * params after each step (applied to the parameters)."""
+  return optax.ema(decay, debias=False)
+
+
+def start_ema(state: TrainState, decay: float) -> TrainState:
+  """`state` with its EMA started at its parameters (a stage's init, under `jit`); unchanged
+  when `decay` is 0."""
+  if not decay:
+    return state
+  tracked = {name: getattr(state, name) for name in state.ema_networks()}
+  return state.replace(ema=optax.EmaState(count=jnp.zeros([], jnp.int32), ema=tracked))
+
+
+def update_ema(state: TrainState, decay: float) -> TrainState:
+  """`state` with its EMA moved towards its (just updated) parameters, the end of a step."""
+  if not decay:
+    return state
+  tracked = {name: getattr(state, name) for name in state.ema_networks()}
+  _, ema = _ema_transform(decay).update(tracked, state.ema)
+  return state.replace(ema=ema)
 
 
 def compute_dtype(config) -> jnp.dtype:

@@ -56,7 +56,8 @@ def synthesize(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -
   output = pathlib.Path(config.output) if config.output else workdir / "pairs"
   if config.image_size % 4:
     raise ConfigError(f"image_size={config.image_size} must be a multiple of 4")
-  trained = load_trained(config.cyclegan_workdir, "cyclegan")
+  trained = load_trained(config.cyclegan_workdir, "cyclegan",
+                         use_ema=config.get("use_ema", False) or None)
   generator, params = trained.networks["g"], trained.params["g"]  # G: sharp -> blurred
   blur = compilation.jit(lambda p, sharp: generator.apply(p, sharp).astype(jnp.float32))
 
