@@ -12,11 +12,12 @@ import ml_collections
 from configs import common
 
 
-def method(kind: str, workdir: str = "", label: str = "",
-           stage: str = "") -> ml_collections.ConfigDict:
-  """`stage`: in the pipeline, the sub-folder whose checkpoint this method loads."""
+def method(kind: str, workdir: str = "", label: str = "", stage: str = "",
+           regions: str = "whole") -> ml_collections.ConfigDict:
+  """`stage`: in the pipeline, the sub-folder whose checkpoint this method loads. `regions`
+  (srn): 'whole' restores the whole image, 'faces' each detected face in place."""
   return ml_collections.ConfigDict(dict(kind=kind, workdir=workdir, label=label or kind,
-                                        stage=stage))
+                                        stage=stage, regions=regions))
 
 
 def get_config(arg: str = "paired_folder") -> ml_collections.ConfigDict:
@@ -56,12 +57,13 @@ def get_config(arg: str = "paired_folder") -> ml_collections.ConfigDict:
 def wider_face() -> ml_collections.ConfigDict:
   """Detection recall on WIDER FACE's photos by blur level and face size, before and after
   restoration. Set `wider_face.path` to the folder holding WIDER_val/ and wider_face_split/,
-  and each model method's `workdir` to a trained stage."""
+  and each model method's `workdir` to a trained stage; `methods.<name>.regions=whole`
+  restores whole photos instead of each face in place."""
   config = common.run_settings(ml_collections.ConfigDict(), job="evaluate_wider_face")
   config.wider_face = common.source("wider_face", split="val")
   config.methods = ml_collections.ConfigDict(dict(
-      ours=method("srn", label="Ours (SRN on learned blur)"),
-      srn_kernel=method("srn", label="SRN on kernel blur"),
+      ours=method("srn", label="Ours (SRN on learned blur), faces in place", regions="faces"),
+      srn_kernel=method("srn", label="SRN on kernel blur, faces in place", regions="faces"),
   ))
   config.max_images = 0        # 0 = all
   config.detector = "mtcnn"

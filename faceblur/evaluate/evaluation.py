@@ -33,12 +33,12 @@ from tqdm import tqdm
 
 from faceblur import detectors, metrics
 from faceblur.data import augment, factory
-from faceblur.errors import DataError, FaceblurError, ImageReadError
+from faceblur.errors import ConfigError, DataError, FaceblurError, ImageReadError
 from faceblur.evaluate import blur_realism, classical, detection_protocol, identity
 from faceblur.evaluate.report import write_reports
 from faceblur.image_grid import save_grid
 from faceblur.images import as_rgb
-from faceblur.inference import Restorer
+from faceblur.inference import FaceRestorer, Restorer
 from faceblur.registry import Registry
 from faceblur.train.loop import Interruption, interruptible
 
@@ -69,7 +69,15 @@ def _richardson_lucy(spec: ml_collections.ConfigDict) -> RestoreFn:
 
 @METHODS.register("srn")
 def _srn(spec: ml_collections.ConfigDict) -> RestoreFn:
-  return Restorer(spec.workdir, stage="srn")
+  """`regions='faces'`: each detected face restored in place (photos); default: the whole image."""
+  restorer = Restorer(spec.workdir, stage="srn")
+  regions = spec.get("regions", "whole") or "whole"
+  if regions == "whole":
+    return restorer
+  if regions != "faces":
+    raise ConfigError(f"methods.*.regions={regions!r} is not one of whole, faces")
+  face_restorer = FaceRestorer(restorer)
+  return lambda image: face_restorer(image).image
 
 
 @METHODS.register("cyclegan")

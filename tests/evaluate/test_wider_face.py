@@ -7,6 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 import skimage
+from helpers import srn_config
 from PIL import Image
 
 from configs import evaluate as evaluate_config
@@ -14,6 +15,7 @@ from faceblur import detectors
 from faceblur.data.wider_face import FaceBox
 from faceblur.errors import ConfigError
 from faceblur.evaluate import evaluation, wider_face
+from faceblur.train import srn
 
 
 def _face(detector, image: np.ndarray, size: int) -> tuple[np.ndarray, tuple]:
@@ -61,7 +63,17 @@ def test_match_is_one_to_one_highest_score_first_and_ignores_invalid_faces():
       [False], 1)  # IoU 0.4
 
 
-def test_recall_by_blur_level_and_size_with_known_answers(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def identity_srn(tmp_path_factory):
+  """A residual SRN at init restores the identity: faces and whole modes change nothing."""
+  workdir = tmp_path_factory.mktemp("identity_srn")
+  config = srn_config(1)
+  config.optimizer.learning_rate = config.optimizer.end_learning_rate = 0.0
+  srn.train_and_evaluate(config, workdir)
+  return workdir
+
+
+def test_recall_by_blur_level_and_size_with_known_answers(tmp_path, monkeypatch, identity_srn):
   detector = detectors.make_detector("mtcnn")
   _write_tree(tmp_path / "wider", detector)
   monkeypatch.setitem(evaluation.METHODS._entries, "grey_out",
@@ -70,24 +82,33 @@ def test_recall_by_blur_level_and_size_with_known_answers(tmp_path, monkeypatch)
   config.wider_face.path = str(tmp_path / "wider")
   config.methods = ml_collections.ConfigDict(dict(
       same=evaluate_config.method("identity", label="Unchanged"),
-      grey=evaluate_config.method("grey_out", label="Grey")))
+      grey=evaluate_config.method("grey_out", label="Grey"),
+      faces=evaluate_config.method("srn", workdir=str(identity_srn), regions="faces"),
+      whole=evaluate_config.method("srn", workdir=str(identity_srn), regions="whole")))
   report = wider_face.evaluate(config, tmp_path / "out")
 
   original = report["recall"]["original"]
   assert original["all"] == {"faces": 3, "recall": pytest.approx(2 / 3)}
   assert original["blur"]["clear"]["recall"] == 1.0 and original["blur"]["normal"]["recall"] == 1.0
   assert original["blur"]["heavy"] == {"faces": 1, "recall": 0.0}
-  assert report["recall"]["same"] == original
+  for name in ("same", "faces", "whole"):
+    assert report["recall"][name] == original, name
   assert report["recall"]["grey"]["all"]["recall"] == 0.0
-  assert report["false_detections_per_photo"] == {"original": 0.0, "same": 0.0, "grey": 0.0}
+  assert report["false_detections_per_photo"] == dict.fromkeys(
+      ("original", "same", "grey", "faces", "whole"), 0.0)
   assert sum(band["faces"] for band in original["size"].values()) == 3
   assert json.loads((tmp_path / "out" / "wider_face.json").read_text())["num_photos"] == 2
   table = (tmp_path / "out" / "wider_face.md").read_text()
   assert "| Original photo | 0.67 (3) | 1.00 (1) | 1.00 (1) | 0.00 (1) |" in table
 
 
-def test_a_model_method_without_workdir_is_one_line(tmp_path):
+def test_a_model_method_without_workdir_or_with_unknown_regions_is_one_line(tmp_path,
+                                                                          identity_srn):
   config = evaluate_config.get_config("wider_face")
   config.wider_face.path = str(tmp_path)
   with pytest.raises(ConfigError, match=r"methods\.ours\.workdir is empty"):
+    wider_face.evaluate(config, tmp_path / "out")
+  config.methods.ours.workdir = config.methods.srn_kernel.workdir = str(identity_srn)
+  config.methods.ours.regions = "everything"
+  with pytest.raises(ConfigError, match="regions='everything' is not one of whole, faces"):
     wider_face.evaluate(config, tmp_path / "out")
