@@ -3,11 +3,14 @@
 The CycleGAN side follows the official code (junyanz/pytorch-CycleGAN-and-pix2pix:
 `ResnetGenerator`, `NLayerDiscriminator`, `ImagePool`, `optimize_parameters`); the SRN side
 is a layer-for-layer port of SRN-DeblurNet's TensorFlow graph (encoder 32-64-128 with three
-5x5 ResBlocks per stage, a 3x3 ConvLSTM, decoder with summed skips, three scales with shared
-weights, multi-scale Euclidean loss, ConvLSTM gradients clipped). Both use the layouts and
+5x5 ResBlocks per stage, TF's 'SAME' padding, a 3x3 ConvLSTM, decoder with summed skips, three
+scales with shared weights, multi-scale Euclidean loss, no gradient clipping as the official
+training runs). Both use the layouts and
 defaults of their reference code (NCHW, float32, eager mode), so that the ratio printed by
 `bench/train_step.py` is faceblur against what a researcher would otherwise run. Parameter
-counts match faceblur's networks exactly; `bench/train_step.py` checks this.
+counts match faceblur's networks exactly; `bench/train_step.py` checks this, and
+`tools/make_golden_steps.py` writes the golden steps faceblur's train steps are tested against
+from these networks (`tests/train/test_golden_steps.py`).
 
 torch is an optional extra of the benchmarks (`pip install -e '.[bench]'`), never of the
 package.
@@ -34,8 +37,22 @@ class ResnetBlock(nn.Module):
     return features + self.body(features)
 
 
-def resnet_generator(num_blocks: int = 9, width: int = 64, channels: int = 3) -> nn.Module:
-  """The official `ResnetGenerator` with instance norm (no affine), biases, no dropout."""
+class _Residual(nn.Module):
+  """faceblur's `residual=True` option (not the reference): clip(input + tanh output, -1, 1)."""
+
+  def __init__(self, body: nn.Module):
+    super().__init__()
+    self.body = body
+
+  def forward(self, images):
+    return torch.clamp(images + self.body(images), -1.0, 1.0)
+
+
+def resnet_generator(num_blocks: int = 9, width: int = 64, channels: int = 3,
+                     residual: bool = False) -> nn.Module:
+  """The official `ResnetGenerator` with instance norm (no affine), biases, no dropout; on
+  [-1, 1] images. `residual` wraps it as faceblur's option of that name (its head is not zeroed
+  here: weights are loaded)."""
   layers = [nn.ReflectionPad2d(3), nn.Conv2d(channels, width, 7), nn.InstanceNorm2d(width),
             nn.ReLU(True)]
   for factor in (1, 2):
@@ -47,7 +64,8 @@ def resnet_generator(num_blocks: int = 9, width: int = 64, channels: int = 3) ->
                                   output_padding=1),
                nn.InstanceNorm2d(width * factor // 2), nn.ReLU(True)]
   layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, channels, 7), nn.Tanh()]
-  return nn.Sequential(*layers)
+  network = nn.Sequential(*layers)
+  return _Residual(network) if residual else network
 
 
 def patch_discriminator(width: int = 64, num_layers: int = 3, channels: int = 3) -> nn.Module:
@@ -63,10 +81,12 @@ def patch_discriminator(width: int = 64, num_layers: int = 3, channels: int = 3)
 
 
 class ImagePool:
-  """The official history buffer of 50 fakes."""
+  """The official history buffer of 50 fakes. `rng` draws its coins and slots (`random()`,
+  `randrange(n)`, by default Python's `random`), so that a test can replay another
+  implementation's draws."""
 
-  def __init__(self, capacity: int):
-    self.capacity, self.images = capacity, []
+  def __init__(self, capacity: int, rng=random):
+    self.capacity, self.images, self.rng = capacity, [], rng
 
   def query(self, fakes: torch.Tensor) -> torch.Tensor:
     if self.capacity == 0:
@@ -77,8 +97,8 @@ class ImagePool:
       if len(self.images) < self.capacity:
         self.images.append(image)
         returned.append(image)
-      elif random.random() > 0.5:
-        index = random.randrange(self.capacity)
+      elif self.rng.random() > 0.5:
+        index = self.rng.randrange(self.capacity)
         returned.append(self.images[index].clone())
         self.images[index] = image
       else:
@@ -90,11 +110,17 @@ class CycleGANStep:
   """`optimize_parameters` of the official CycleGAN model: G and F, then both critics."""
 
   def __init__(self, num_blocks: int = 9, width: int = 64, cycle_weight: float = 10.0,
-               identity_weight: float = 0.5, pool_size: int = 50):
-    self.sharp_to_blurred = resnet_generator(num_blocks, width)
-    self.blurred_to_sharp = resnet_generator(num_blocks, width)
-    self.blurred_critic, self.sharp_critic = patch_discriminator(width), patch_discriminator(width)
+               identity_weight: float = 0.5, pool_size: int = 50, *,
+               critic_width: int | None = None, critic_layers: int = 3, real_label: float = 1.0,
+               residual: bool = False):
+    self.sharp_to_blurred = resnet_generator(num_blocks, width, residual=residual)
+    self.blurred_to_sharp = resnet_generator(num_blocks, width, residual=residual)
+    critic_width = critic_width or width
+    self.blurred_critic = patch_discriminator(critic_width, critic_layers)
+    self.sharp_critic = patch_discriminator(critic_width, critic_layers)
     self.cycle_weight, self.identity_weight = cycle_weight, identity_weight * cycle_weight
+    self.real_label = real_label
+    self.losses: dict[str, float] = {}  # the last step's terms, named as faceblur's metrics
     self.pools = ImagePool(pool_size), ImagePool(pool_size)
     generators = [*self.sharp_to_blurred.parameters(), *self.blurred_to_sharp.parameters()]
     critics = [*self.blurred_critic.parameters(), *self.sharp_critic.parameters()]
@@ -112,12 +138,14 @@ class CycleGANStep:
       critic.requires_grad_(False)
     self.generator_opt.zero_grad(set_to_none=True)
     fake_blurred, fake_sharp = sharp_to_blurred(sharp), blurred_to_sharp(blurred)
-    adversarial = (_lsgan_generator(self.blurred_critic(fake_blurred))
-                   + _lsgan_generator(self.sharp_critic(fake_sharp)))
+    adversarial = (_lsgan_generator(self.blurred_critic(fake_blurred), self.real_label)
+                   + _lsgan_generator(self.sharp_critic(fake_sharp), self.real_label))
     cycle = (F.l1_loss(blurred_to_sharp(fake_blurred), sharp)
              + F.l1_loss(sharp_to_blurred(fake_sharp), blurred))
-    identity = (F.l1_loss(sharp_to_blurred(blurred), blurred)
-                + F.l1_loss(blurred_to_sharp(sharp), sharp))
+    identity = sharp.new_zeros(())
+    if self.identity_weight > 0:  # the official code skips the term at lambda_identity 0
+      identity = (F.l1_loss(sharp_to_blurred(blurred), blurred)
+                  + F.l1_loss(blurred_to_sharp(sharp), sharp))
     generator_loss = adversarial + self.cycle_weight * cycle + self.identity_weight * identity
     generator_loss.backward()
     self.generator_opt.step()
@@ -127,39 +155,88 @@ class CycleGANStep:
     self.critic_opt.zero_grad(set_to_none=True)
     pooled_blurred = self.pools[0].query(fake_blurred.detach())
     pooled_sharp = self.pools[1].query(fake_sharp.detach())
-    critic_loss = (_lsgan_critic(self.blurred_critic, blurred, pooled_blurred)
-                   + _lsgan_critic(self.sharp_critic, sharp, pooled_sharp))
-    critic_loss.backward()
+    blurred_critic_loss = _lsgan_critic(self.blurred_critic, blurred, pooled_blurred,
+                                        self.real_label)
+    sharp_critic_loss = _lsgan_critic(self.sharp_critic, sharp, pooled_sharp, self.real_label)
+    (blurred_critic_loss + sharp_critic_loss).backward()
     self.critic_opt.step()
-    return float(generator_loss)
+    terms = {"generator/adversarial": adversarial, "generator/cycle": cycle,
+             "generator/identity": identity, "generator/total": generator_loss,
+             "critic/blurred": blurred_critic_loss, "critic/sharp": sharp_critic_loss}
+    self.losses = {name: float(term.detach()) for name, term in terms.items()}
+    return self.losses["generator/total"]
 
 
-def _lsgan_generator(scores: torch.Tensor) -> torch.Tensor:
-  return torch.mean((scores - 1.0) ** 2)
+def _lsgan_generator(scores: torch.Tensor, real_label: float = 1.0) -> torch.Tensor:
+  return torch.mean((scores - real_label) ** 2)
 
 
-def _lsgan_critic(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-  return 0.5 * (torch.mean((critic(real) - 1.0) ** 2) + torch.mean(critic(fake) ** 2))
+def _lsgan_critic(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                  real_label: float = 1.0) -> torch.Tensor:
+  """The official `backward_D_basic`: the halved sum of the real and fake MSE terms."""
+  return 0.5 * (torch.mean((critic(real) - real_label) ** 2) + torch.mean(critic(fake) ** 2))
 
 
 # ---------------------------------------------------------------------------------------------
 # SRN-DeblurNet
 
 
+class SameConv2d(nn.Conv2d):
+  """A convolution with TF's 'SAME' padding (slim's default): at stride 2 on an even side the
+  extra row and column go after, (1, 2) for a 5x5 kernel, where torch's `padding=2` would pad
+  (2, 2) and shift every output by one input pixel."""
+
+  def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
+    super().__init__(in_channels, out_channels, kernel_size, stride=stride)
+
+  def forward(self, features):
+    pads = []
+    for side, kernel, stride in zip(reversed(features.shape[2:]), reversed(self.kernel_size),
+                                    reversed(self.stride), strict=True):
+      total = max(kernel - stride if side % stride == 0 else kernel - side % stride, 0)
+      pads += [total // 2, total - total // 2]
+    return super().forward(F.pad(features, pads))
+
+
+def resize(images: torch.Tensor, size: tuple[int, int], mode: str = "tf1") -> torch.Tensor:
+  """Bilinear resize. 'tf1' is the official code's TF1 `tf.image.resize_images` (samples at
+  `i * in / out`, no half-pixel centres: halving a side keeps the even pixels); 'half_pixel' is
+  TF2's and torch's `align_corners=False` without antialiasing, the convention faceblur keeps
+  (`faceblur.models.layers.resize_images`)."""
+  if tuple(images.shape[2:]) == tuple(size):
+    return images
+  if mode == "half_pixel":
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+  if mode != "tf1":
+    raise ValueError(f"unknown resize mode {mode!r}")
+  for axis, (side, new_side) in enumerate(zip(images.shape[2:], size, strict=True)):
+    position = torch.arange(new_side, dtype=images.dtype) * (side / new_side)
+    low = position.floor().long().clamp(max=side - 1)
+    high = (low + 1).clamp(max=side - 1)
+    shape = [1, 1, 1, 1]
+    shape[2 + axis] = new_side
+    weight = (position - low.to(images.dtype)).reshape(shape)
+    images = (images.index_select(2 + axis, low) * (1 - weight)
+              + images.index_select(2 + axis, high) * weight)
+  return images
+
+
 class ResBlock(nn.Module):
   def __init__(self, width: int):
     super().__init__()
-    self.conv1 = nn.Conv2d(width, width, 5, padding=2)
-    self.conv2 = nn.Conv2d(width, width, 5, padding=2)
+    self.conv1 = SameConv2d(width, width, 5)
+    self.conv2 = SameConv2d(width, width, 5)
 
   def forward(self, features):
     return features + self.conv2(F.relu(self.conv1(features)))
 
 
 class ConvLSTMCell(nn.Module):
+  """`BasicConvLSTMCell`: gates i, j, f, o from one conv of [input, hidden], forget bias 1."""
+
   def __init__(self, width: int):
     super().__init__()
-    self.gates = nn.Conv2d(2 * width, 4 * width, 3, padding=1)
+    self.gates = SameConv2d(2 * width, 4 * width, 3)
 
   def forward(self, inputs, carry):
     hidden, cell = carry
@@ -172,72 +249,89 @@ class ConvLSTMCell(nn.Module):
 
 
 class SRNDeblurNet(nn.Module):
-  """Three scales (ratio 0.5) coarse to fine with one set of weights; sides divisible by 16."""
+  """Three scales (ratio 0.5) coarse to fine with one set of weights; sides divisible by 16.
 
-  def __init__(self, width: int = 32, channels: int = 3, num_scales: int = 3):
+  `resize` is the pyramid's, the upsampled estimate's and the ConvLSTM state's resize ('tf1',
+  the official code's, or 'half_pixel', faceblur's); `residual` adds each scale's blurred input
+  to its estimate (faceblur's option, not the reference).
+  """
+
+  def __init__(self, width: int = 32, channels: int = 3, num_scales: int = 3,
+               use_lstm: bool = True, resize: str = "tf1", residual: bool = False):
     super().__init__()
-    self.num_scales = num_scales
+    self.num_scales, self.resize, self.residual = num_scales, resize, residual
     blocks = lambda w: nn.Sequential(*[ResBlock(w) for _ in range(3)])  # noqa: E731
-    self.enc1 = nn.Sequential(nn.Conv2d(2 * channels, width, 5, padding=2), nn.ReLU(),
-                              blocks(width))
-    self.enc2 = nn.Sequential(nn.Conv2d(width, 2 * width, 5, stride=2, padding=2), nn.ReLU(),
+    self.enc1 = nn.Sequential(SameConv2d(2 * channels, width, 5), nn.ReLU(), blocks(width))
+    self.enc2 = nn.Sequential(SameConv2d(width, 2 * width, 5, stride=2), nn.ReLU(),
                               blocks(2 * width))
-    self.enc3 = nn.Sequential(nn.Conv2d(2 * width, 4 * width, 5, stride=2, padding=2), nn.ReLU(),
+    self.enc3 = nn.Sequential(SameConv2d(2 * width, 4 * width, 5, stride=2), nn.ReLU(),
                               blocks(4 * width))
-    self.lstm = ConvLSTMCell(4 * width)
+    self.lstm = ConvLSTMCell(4 * width) if use_lstm else None
+    # slim.conv2d_transpose(4x4, stride 2, 'SAME'): exactly twice the size, torch's padding 1.
     self.dec3 = nn.Sequential(blocks(4 * width),
                               nn.ConvTranspose2d(4 * width, 2 * width, 4, stride=2, padding=1),
                               nn.ReLU())
     self.dec2 = nn.Sequential(blocks(2 * width),
                               nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1),
                               nn.ReLU())
-    self.dec1 = nn.Sequential(blocks(width), nn.Conv2d(width, channels, 5, padding=2))
+    self.dec1 = nn.Sequential(blocks(width), SameConv2d(width, channels, 5))
 
   def forward(self, blurred: torch.Tensor) -> list[torch.Tensor]:
     n, _, height, width = blurred.shape
     estimate, carry, estimates = None, None, []
     for k in reversed(range(self.num_scales)):
-      size = (height >> k, width >> k)
-      scaled = F.interpolate(blurred, size=size, mode="bilinear", align_corners=False)
-      previous = scaled if estimate is None else F.interpolate(
-          estimate.detach(), size=size, mode="bilinear", align_corners=False)
-      state_size = (size[0] // 4, size[1] // 4)
-      if carry is None:
-        zeros = blurred.new_zeros(n, self.lstm.gates.out_channels // 4, *state_size)
-        carry = (zeros, zeros)
-      else:
-        carry = tuple(F.interpolate(state, size=state_size, mode="bilinear", align_corners=False)
-                      for state in carry)
+      size = (round(height * 0.5**k), round(width * 0.5**k))
+      scaled = resize(blurred, size, self.resize)
+      previous = scaled if estimate is None else resize(estimate.detach(), size, self.resize)
       encoded1 = self.enc1(torch.cat([scaled, previous], 1))
       encoded2 = self.enc2(encoded1)
-      encoded3 = self.enc3(encoded2)
-      hidden, carry = self.lstm(encoded3, carry)
+      hidden = encoded3 = self.enc3(encoded2)
+      if self.lstm is not None:
+        state_size = (size[0] // 4, size[1] // 4)
+        if carry is None:
+          zeros = blurred.new_zeros(n, self.lstm.gates.out_channels // 4, *state_size)
+          carry = (zeros, zeros)
+        else:
+          carry = tuple(resize(state, state_size, self.resize) for state in carry)
+        hidden, carry = self.lstm(encoded3, carry)
       hidden = self.dec3(hidden) + encoded2
       hidden = self.dec2(hidden) + encoded1
       estimate = self.dec1(hidden)
+      if self.residual:
+        estimate = estimate + scaled
       estimates.append(estimate)
     return estimates
 
 
 class SRNStep:
-  """Adam (lr 1e-4) on the multi-scale Euclidean loss; ConvLSTM gradients clipped to norm 3."""
+  """Adam (lr 1e-4) on the multi-scale Euclidean loss of the official code (the mean squared
+  error at each scale against the sharp image resized likewise, equal weights). The official
+  training leaves gradient clipping off; `lstm_clip_norm > 0` clips the ConvLSTM's."""
 
-  def __init__(self, width: int = 32):
-    self.network = SRNDeblurNet(width)
-    self.optimizer = torch.optim.Adam(self.network.parameters(), lr=1e-4)
+  def __init__(self, width: int = 32, *, use_lstm: bool = True, resize: str = "tf1",
+               residual: bool = False, scale_weights=(1.0, 1.0, 1.0), lstm_clip_norm: float = 0.0,
+               learning_rate: float = 1e-4):
+    self.network = SRNDeblurNet(width, use_lstm=use_lstm, resize=resize, residual=residual,
+                                num_scales=len(scale_weights))
+    self.scale_weights, self.lstm_clip_norm = tuple(scale_weights), lstm_clip_norm
+    self.optimizer = torch.optim.Adam(self.network.parameters(), lr=learning_rate)
+    self.losses: dict[str, float] = {}  # the last step's terms
 
   def networks(self) -> dict[str, nn.Module]:
     return {"deblurrer": self.network}
 
   def __call__(self, sharp: torch.Tensor, blurred: torch.Tensor) -> float:
     self.optimizer.zero_grad(set_to_none=True)
-    loss = sum(F.mse_loss(estimate, F.interpolate(sharp, size=estimate.shape[2:], mode="bilinear",
-                                                  align_corners=False))
-               for estimate in self.network(blurred))
+    terms = [F.mse_loss(estimate, resize(sharp, tuple(estimate.shape[2:]), self.network.resize))
+             for estimate in self.network(blurred)]
+    loss = sum(weight * term for weight, term in zip(self.scale_weights, terms, strict=True))
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(self.network.lstm.parameters(), 3.0)
+    if self.lstm_clip_norm > 0 and self.network.lstm is not None:
+      torch.nn.utils.clip_grad_norm_(self.network.lstm.parameters(), self.lstm_clip_norm)
     self.optimizer.step()
-    return float(loss)
+    self.losses = {"loss": float(loss.detach()),
+                   **{f"loss/scale{i}": float(t.detach()) for i, t in enumerate(terms)}}
+    return self.losses["loss"]
 
 
 def parameter_count(step) -> int:
