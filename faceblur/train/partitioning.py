@@ -60,6 +60,13 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
   return Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=(AxisType.Auto,))
 
 
+def local_mesh(num_devices: int = 1) -> Mesh:
+  """A mesh over this process's first devices: inference, which every host runs on its own
+  (a mesh of the first global devices holds none of host 1's, which could not read into it)."""
+  return Mesh(np.asarray(jax.local_devices()[:num_devices]), (DATA_AXIS,),
+              axis_types=(AxisType.Auto,))
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
 
@@ -101,9 +108,28 @@ def compile_on_every_process(jitted: Callable, *args, timeout_s: float = 3600.0)
   the slower hosts catch up. On one process this is just the ahead-of-time compilation.
   """
   compiled = jitted.lower(*args).compile()
+  wait_for_every_process("compiled", timeout_s=timeout_s)
+  return compiled
+
+
+def wait_for_every_process(name: str, *, timeout_s: float = 3600.0) -> None:
+  """Returns once every process has called it (with the same `name`, in the same order).
+
+  A barrier of the coordination service, not a collective: the first collective over gloo
+  waits only 30 s for its peers, and hosts can be minutes apart. No-op on one process.
+  """
   if jax.process_count() > 1:
     from jax._src import distributed  # noqa: PLC0415 — the barrier jax's own checkpointing uses
 
     distributed.global_state.client.wait_at_barrier(
-        f"faceblur_compiled_{next(_barrier_ids)}", int(timeout_s * 1000))
-  return compiled
+        f"faceblur_{name}_{next(_barrier_ids)}", int(timeout_s * 1000))
+
+
+def every_process(flag: bool, *, timeout_s: float = 3600.0) -> bool:
+  """Whether `flag` holds on every process (once all of them have got here)."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils  # noqa: PLC0415
+
+  wait_for_every_process("agree", timeout_s=timeout_s)
+  return bool(np.all(multihost_utils.process_allgather(np.asarray(flag))))

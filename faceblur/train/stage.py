@@ -60,6 +60,13 @@ class Stage:
     """The stage's optimiser inside the non-finite guard, whose state every checkpoint has."""
     return loop.nonfinite_guard(self.optimizer(config, num_train_steps), config)
 
+  def jit_train_step(self, config: Config, networks: Networks, tx: optax.GradientTransformation,
+                     mesh: jax.sharding.Mesh) -> loop.TrainStep:
+    """The step `train_and_evaluate` runs: jitted, the state donated, its outputs replicated."""
+    replicated = partitioning.replicated(mesh)
+    return compilation.jit(self.make_train_step(config, networks, tx), donate_argnums=0,
+                           out_shardings=(replicated, replicated))
+
   def train_and_evaluate(self, config: Config,
                          workdir: str | pathlib.Path) -> state_lib.TrainState:
     """Trains the stage in `workdir`, resuming from its latest checkpoint; the final state."""
@@ -75,9 +82,7 @@ class Stage:
     writer = MetricWriter(workdir)
     state_lib.write_parameter_overview(writer, state.params)
 
-    replicated = partitioning.replicated(mesh)
-    train_step = compilation.jit(self.make_train_step(config, networks, tx), donate_argnums=0,
-                                 out_shardings=(replicated, replicated))
+    train_step = self.jit_train_step(config, networks, tx, mesh)
     return loop.train(config=config, workdir=workdir, mesh=mesh, state=state,
                       train_step=train_step,
                       batches=self.make_batches(config, sources, local_batch),

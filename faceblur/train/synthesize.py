@@ -7,7 +7,8 @@ any folder-reading tool understands), split 80/20 by a seeded permutation as in 
 
 Resumable: each file is written atomically, the sharp image before the blurred one, so a
 pair is complete exactly when its blurred file exists; a re-run skips complete pairs and
-redoes the rest, never duplicating or losing one. Several hosts split the indices. An
+redoes the rest, never duplicating or losing one. Several hosts split the indices, each
+generator on its own first device, and the output is marked complete once all are done. An
 unreadable source image gets no pair and one warning (a substitute would put the same face
 in both splits). PNGs are encoded by a pool of threads (Pillow's encoder releases the GIL)
 while the generator blurs the next batch: on a GPU, writing two PNGs per pair one after the
@@ -33,6 +34,7 @@ from faceblur.errors import ConfigError, DataError, ImageReadError, StorageError
 from faceblur.images import to_float
 from faceblur.ops import compilation
 from faceblur.storage import os_reason
+from faceblur.train import partitioning
 from faceblur.train.loop import interruptible
 from faceblur.train.trained import load_trained
 
@@ -106,7 +108,8 @@ def synthesize(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -
                                       sharp_image, blurred_image))
       finish_writes(keep=2 * batch_size)  # at most two batches of images held in memory
     finish_writes(keep=0)
-  if interruption.requested:
+  # Process 0 marks the output complete (and packs it) only once every host wrote its share.
+  if not partitioning.every_process(not interruption.requested):
     done = sum(pair_paths(output, split_of[i], i)[0].exists() for i in mine)
     raise interruption.error(f"synthesis interrupted with {done} of {len(mine)} pairs done in "
                              f"{output}; run the same command to finish")
