@@ -164,7 +164,7 @@ def _load_release(directory: pathlib.Path, job: str | None, *, step: int | None,
   abstract = {"params": {name: network.abstract_params for name, network in networks.items()}}
   if metadata["ema_networks"]:
     abstract["ema"] = {name: networks[name].abstract_params for name in metadata["ema_networks"]}
-  sharding = partitioning.replicated(partitioning.make_mesh(1))
+  sharding = partitioning.replicated(partitioning.local_mesh())
   restored = release.restore_weights(directory, _abstract(abstract, sharding))
   params, ema = restored["params"], restored.get("ema")
   return TrainedModel(config=config, networks=networks, params=_in_use(params, ema, use_ema),
