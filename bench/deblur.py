@@ -3,6 +3,7 @@
   python bench/deblur.py                                    # 256x256, 1280x720, 12 MP
   python bench/deblur.py --sizes=256x256,640x480 --repeats=2  # quick look
   python bench/deblur.py --sizes= --faces=4000x3000:10       # faces in place only
+  python bench/deblur.py --frameworks=faceblur               # without torch installed
 
 The reference-width SRN of configs/srn.py with RANDOMLY INITIALISED weights (a step-0
 checkpoint; speed and memory do not depend on the weights) goes through the deblur job's
@@ -21,6 +22,12 @@ MTCNN on the downscaled copy, then each face restored at --face_size px across (
 checkpoint records no face scale; 136 is what the pipeline's reference SRN reads from its
 synthesis.json: 256 px CelebA crops x face fill 0.53). Its latency includes detection; issue
 15's target: 12 MP with up to 10 faces in under 15 s.
+
+PyTorch side by side (`--frameworks`): `bench/torch_reference.py`'s SRN with random weights,
+one forward pass of the whole image (edge-padded to a multiple of 16, as that port needs) in
+`torch.inference_mode`, from the decoded HxWx3 array to the restored one, in both memory
+layouts (NCHW and channels_last), each size and layout in its own process. The ratio is
+faceblur's speed over the faster layout's (issue 17). `--torch_device=cuda` for a GPU.
 """
 
 import pathlib
@@ -35,7 +42,9 @@ from PIL import Image
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
+  TORCH_LAYOUTS,
   CompileTime,
+  faster_torch,
   machine,
   peak_rss_mib,
   print_json,
@@ -44,6 +53,8 @@ from bench.common import (  # noqa: E402
   run_isolated,
   save_random_checkpoint,
   time_calls,
+  torch_memory_format,
+  torch_to_layout,
 )
 from configs import deblur as deblur_config  # noqa: E402
 from configs import srn as srn_config  # noqa: E402
@@ -62,12 +73,16 @@ flags.DEFINE_integer("tile_size", deblur_config.get_config().tile_size, "Deblurr
 flags.DEFINE_integer("tile_overlap", deblur_config.get_config().tile_overlap, "Tile overlap.")
 flags.DEFINE_integer("features", srn_config.get_config().model.features,
                      "SRN first-stage width (32 = the reference).")
+flags.DEFINE_list("frameworks", ["faceblur", "pytorch"], "faceblur and/or pytorch.")
+flags.DEFINE_list("torch_layouts", list(TORCH_LAYOUTS), "PyTorch memory layouts to time.")
+flags.DEFINE_string("torch_device", "cpu", "PyTorch's device: cpu or cuda.")
 flags.DEFINE_list("faces", ["4000x3000:10"], "Faces-in-place cases, WIDTHxHEIGHT:FACES.")
 flags.DEFINE_integer("face_side", 360, "Side (px) of each demo face pasted for --faces.")
 flags.DEFINE_integer("face_size", 136, "FaceRestorer face_size for --faces (px across a face "
                      "at the network's scale).")
 flags.DEFINE_string("faces_case", "", "Internal: run one --faces case in this process.")
 flags.DEFINE_string("case", "", "Internal: run one size in this process.")
+flags.DEFINE_string("layout", "", "Internal: --case runs PyTorch in this layout.")
 flags.DEFINE_string("workdir", "", "Internal: the checkpoint and inputs of --case.")
 
 GIB = 1024.0
@@ -144,6 +159,59 @@ def run_case(size: str, workdir: pathlib.Path) -> dict:
           "peak_rss_mib": round(peak), "peak_rss_gib": round(peak / GIB, 2)}
 
 
+TORCH_MULTIPLE = 16  # the PyTorch port's sides: 3 scales of ratio 0.5, then two stride-2 stages
+
+
+def run_torch_case(size: str, layout: str, workdir: pathlib.Path) -> dict:
+  """One size in one PyTorch layout, in this (fresh) process: a forward of the whole image."""
+  import torch  # noqa: PLC0415
+  import torch.nn.functional as F  # noqa: PLC0415, N812
+
+  from bench import torch_reference  # noqa: PLC0415
+
+  width, height = _parse_size(size)
+  device, memory_format = FLAGS.torch_device, torch_memory_format(layout)
+  if device == "cuda":
+    torch.backends.cudnn.benchmark = True
+  torch.manual_seed(0)
+  network = torch_reference.SRNDeblurNet(FLAGS.features).eval()
+  torch_to_layout([network], layout, device)
+  image = image_io.load_image(_input_path(workdir, width, height))
+
+  def restore(image: np.ndarray) -> np.ndarray:
+    """Decoded uint8 HxWx3 in, float32 HxWx3 in [0, 1] out, as the Deblurrer."""
+    blurred = torch.from_numpy(image).to(device).permute(2, 0, 1)[None].float() / 255
+    padding = (0, -width % TORCH_MULTIPLE, 0, -height % TORCH_MULTIPLE)
+    blurred = F.pad(blurred, padding, mode="replicate").contiguous(memory_format=memory_format)
+    with torch.inference_mode():
+      restored = network(blurred)[-1][..., :height, :width].clamp(0, 1)
+    return restored[0].permute(1, 2, 0).float().cpu().numpy()
+
+  start = time.perf_counter()
+  restore(image)  # the first call: allocation (and cuDNN's algorithm search on a GPU)
+  first_s = time.perf_counter() - start
+  timing = time_calls(lambda: restore(image), warmup=0, repeats=FLAGS.repeats,
+                      budget_s=FLAGS.budget_s)
+  peak = peak_rss_mib()
+  return {"size": f"{width}x{height}", "megapixels": round(width * height / 1e6, 2),
+          "framework": "pytorch", "layout": layout, "device": device,
+          "threads": torch.get_num_threads(), "tiles": 1, "first_call_s": round(first_s, 2),
+          "latency_s": round(timing["median_s"], 3), "min_s": round(timing["min_s"], 3),
+          "max_s": round(timing["max_s"], 3), "repeats": timing["repeats"],
+          "megapixels_per_s": round(width * height / 1e6 / timing["median_s"], 3),
+          "peak_rss_mib": round(peak), "peak_rss_gib": round(peak / GIB, 2)}
+
+
+def add_ratios(rows: list[dict]) -> None:
+  """Each faceblur row's speed over the faster PyTorch layout's at its size, in place."""
+  fastest = faster_torch(rows, lambda row: row["size"], "latency_s")
+  for row in rows:
+    reference = fastest.get(row["size"])
+    if row["framework"] == "faceblur" and reference:
+      row["vs_pytorch"] = (f"**{reference['latency_s'] / row['latency_s']:.2f}** "
+                           f"(vs {reference['layout']})")
+
+
 def _faces_input(workdir: pathlib.Path, case: str) -> tuple[pathlib.Path, int, int, int]:
   """(path, width, height, faces) of a --faces case; writes the photo if it is not there."""
   dims, _, count = case.partition(":")
@@ -201,8 +269,15 @@ def main(argv):
     print_json(run_faces_case(FLAGS.faces_case, pathlib.Path(FLAGS.workdir)))
     return
   if FLAGS.case:
-    print_json(run_case(FLAGS.case, pathlib.Path(FLAGS.workdir)))
+    workdir = pathlib.Path(FLAGS.workdir)
+    if FLAGS.layout:
+      print_json(run_torch_case(FLAGS.case, FLAGS.layout, workdir))
+    else:
+      print_json({"framework": "faceblur", **run_case(FLAGS.case, workdir)})
     return
+  unknown = sorted(set(FLAGS.torch_layouts) - set(TORCH_LAYOUTS))
+  if unknown:
+    sys.exit(f"--torch_layouts: unknown {', '.join(unknown)}; choose {', '.join(TORCH_LAYOUTS)}")
   print_json({"machine": machine()})
   config = srn_config.get_config()
   config.model.features = FLAGS.features
@@ -215,7 +290,9 @@ def main(argv):
     save_random_checkpoint(srn, config, workdir)
     _write_inputs(pathlib.Path(workdir), [_parse_size(size) for size in FLAGS.sizes])
     forwarded = [FLAGS[name].serialize() for name in
-                 ("repeats", "budget_s", "tile_size", "tile_overlap")]
+                 ("repeats", "budget_s", "tile_size", "tile_overlap", "features",
+                  "torch_device")]
+    layouts = FLAGS.torch_layouts if "pytorch" in FLAGS.frameworks else []
     for case in FLAGS.faces:
       rows.append(run_isolated(__file__, [f"--faces_case={case}", f"--workdir={workdir}",
                                           *(FLAGS[name].serialize() for name in
@@ -226,15 +303,22 @@ def main(argv):
         print(f"\n{rows[-1]['size']} in place: {rows[-1]['latency_s']} s with detection "
               f"({rows[-1]['faces_found']} found): {verdict} the < 15 s target")
     for size in FLAGS.sizes:
-      rows.append(run_isolated(__file__, [f"--case={size}", f"--workdir={workdir}",
-                                          *forwarded]))
-      print_json(rows[-1])
+      case = [f"--case={size}", f"--workdir={workdir}", *forwarded]
+      if "faceblur" in FLAGS.frameworks:
+        rows.append(run_isolated(__file__, case))
+        print_json(rows[-1])
+      for layout in layouts:
+        rows.append(run_isolated(__file__, [*case, f"--layout={layout}"]))
+        print_json(rows[-1])
+  add_ratios(rows)
   for row in rows:
-    if row["megapixels"] >= 12:
+    if row["framework"] == "faceblur" and row["megapixels"] >= 12:
       verdict = "meets" if row["peak_rss_gib"] < 4 else "MISSES"
       print(f"\n12 MP peak host memory {row['peak_rss_gib']} GiB: {verdict} the < 4 GiB target")
-  print_table(rows, {"size": "size (WxH)", "tiles": "tiles", "compile_s": "compile s",
+  print_table(rows, {"size": "size (WxH)", "framework": "framework", "layout": "layout",
+                     "tiles": "tiles", "compile_s": "compile s",
                      "latency_s": "latency s (median)", "repeats": "n",
+                     "vs_pytorch": "faceblur / faster PyTorch (speed)",
                      "megapixels_per_s": "MP/s", "jpeg_read_s": "JPEG read s",
                      "jpeg_write_s": "JPEG write s", "setup_rss_mib": "RSS after setup MiB",
                      "peak_rss_mib": "peak RSS MiB"})
