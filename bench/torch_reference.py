@@ -210,7 +210,7 @@ def resize(images: torch.Tensor, size: tuple[int, int], mode: str = "tf1") -> to
   if mode != "tf1":
     raise ValueError(f"unknown resize mode {mode!r}")
   for axis, (side, new_side) in enumerate(zip(images.shape[2:], size, strict=True)):
-    position = torch.arange(new_side, dtype=images.dtype) * (side / new_side)
+    position = torch.arange(new_side, dtype=images.dtype, device=images.device) * (side / new_side)
     low = position.floor().long().clamp(max=side - 1)
     high = (low + 1).clamp(max=side - 1)
     shape = [1, 1, 1, 1]
