@@ -30,3 +30,22 @@ import jax  # noqa: E402
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def identity_srn(tmp_path_factory):
+  """A residual SRN at its initialisation, i.e. the identity (its output layer is zeroed): one
+  step at learning rate 0 writes the checkpoint without moving a parameter."""
+  from helpers import srn_config  # noqa: PLC0415
+
+  from faceblur.train import srn  # noqa: PLC0415
+
+  workdir = tmp_path_factory.mktemp("identity_srn")
+  config = srn_config(1)
+  assert config.model.residual
+  config.optimizer.learning_rate = config.optimizer.end_learning_rate = 0.0
+  srn.train_and_evaluate(config, workdir)
+  return workdir

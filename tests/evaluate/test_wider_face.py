@@ -7,7 +7,6 @@ import ml_collections
 import numpy as np
 import pytest
 import skimage
-from helpers import srn_config
 from PIL import Image
 
 from configs import evaluate as evaluate_config
@@ -15,7 +14,6 @@ from faceblur import detectors
 from faceblur.data.wider_face import FaceBox
 from faceblur.errors import ConfigError
 from faceblur.evaluate import evaluation, wider_face
-from faceblur.train import srn
 
 
 def _face(detector, image: np.ndarray, size: int) -> tuple[np.ndarray, tuple]:
@@ -61,16 +59,6 @@ def test_match_is_one_to_one_highest_score_first_and_ignores_invalid_faces():
   assert wider_face.match([elsewhere], [face]) == ([False], 1)
   assert wider_face.match([detectors.Detection(box=(0, 0, 10, 4), score=1)], [face]) == (
       [False], 1)  # IoU 0.4
-
-
-@pytest.fixture(scope="module")
-def identity_srn(tmp_path_factory):
-  """A residual SRN at init restores the identity: faces and whole modes change nothing."""
-  workdir = tmp_path_factory.mktemp("identity_srn")
-  config = srn_config(1)
-  config.optimizer.learning_rate = config.optimizer.end_learning_rate = 0.0
-  srn.train_and_evaluate(config, workdir)
-  return workdir
 
 
 def test_recall_by_blur_level_and_size_with_known_answers(tmp_path, monkeypatch, identity_srn):

@@ -205,16 +205,6 @@ def test_trained_face_size_is_read_from_the_checkpoints_config(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def identity_srn(tmp_path_factory):
-  """A residual SRN at init is the identity (see tests/inference/test_inference.py)."""
-  workdir = tmp_path_factory.mktemp("identity_srn")
-  config = srn_config(1)
-  config.optimizer.learning_rate = config.optimizer.end_learning_rate = 0.0
-  srn.train_and_evaluate(config, workdir)
-  return workdir
-
-
-@pytest.fixture(scope="module")
 def trained_srn(tmp_path_factory):
   """Two steps at a high learning rate: a network that visibly changes what it restores."""
   workdir = tmp_path_factory.mktemp("srn")

@@ -28,19 +28,6 @@ def trained_cyclegan(tmp_path_factory):
   return workdir
 
 
-@pytest.fixture(scope="module")
-def identity_srn(tmp_path_factory):
-  """A residual SRN at its initialisation, i.e. the identity (its output layer is zeroed): one
-  step at learning rate 0 writes the checkpoint without moving a parameter."""
-  workdir = tmp_path_factory.mktemp("identity_srn")
-  config = srn_config(1)
-  assert config.model.residual
-  config.optimizer.learning_rate = 0.0
-  config.optimizer.end_learning_rate = 0.0
-  srn.train_and_evaluate(config, workdir)
-  return workdir
-
-
 def test_deblurrer_restores_any_size_and_mode(identity_srn):
   """The identity SRN gives back every image exactly, whole or in tiles: any size, grey (as
   RGB) and RGBA (alpha dropped), float or uint8."""
