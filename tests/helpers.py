@@ -5,8 +5,11 @@ Importable from every test folder because `tests/conftest.py` puts `tests/` on `
 
 import os
 import pathlib
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 import ml_collections
 import numpy as np
@@ -80,3 +83,50 @@ def write_pairs(root: pathlib.Path, blurred_names, sharp_names) -> None:
     (root / side).mkdir(parents=True)
     for name in names:
       Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / side / name)
+
+
+class MainJob:
+  """`main.py` in a subprocess whose stdout is read as it comes (to know when a step ran)."""
+
+  def __init__(self, *args: str, env: dict[str, str] | None = None):
+    env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
+    # A background shell (or CI runner) starts its children with SIGINT ignored, which exec
+    # keeps and main.py respects; a terminal does not. A handler (even Python's) resets to the
+    # default in the child, and no preexec_fn means no fork of this multithreaded process.
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored:
+      signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+      self.process = subprocess.Popen(
+          [sys.executable, "main.py", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+          stderr=subprocess.PIPE, text=True)
+    finally:
+      if ignored:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Both pipes read as they come: a child blocked on a full pipe would stall (and, with
+    # several processes, stall its peers inside a collective).
+    self.stdout: list[str] = []
+    self.stderr: list[str] = []
+    self._readers = [threading.Thread(target=self._read, args=(pipe, lines), daemon=True)
+                     for pipe, lines in ((self.process.stdout, self.stdout),
+                                         (self.process.stderr, self.stderr))]
+    for reader in self._readers:
+      reader.start()
+
+  @staticmethod
+  def _read(pipe, lines: list[str]) -> None:
+    for line in pipe:
+      lines.append(line)
+
+  def wait_for_step(self, step: int, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while not any(line.startswith(f"step {step}:") for line in self.stdout):
+      assert self.process.poll() is None, "".join(self.stderr)[-3000:]
+      assert time.time() < deadline, "".join(self.stdout)[-3000:]
+      time.sleep(0.05)
+
+  def finish(self, timeout: float = 240) -> tuple[int, str, str]:
+    returncode = self.process.wait(timeout)
+    for reader in self._readers:
+      reader.join(timeout)
+    return returncode, "".join(self.stdout), "".join(self.stderr)

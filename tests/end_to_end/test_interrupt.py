@@ -9,15 +9,13 @@ import os
 import pathlib
 import re
 import signal
-import subprocess
-import sys
-import threading
 import time
 
 import jax
 import numpy as np
 import pytest
 from helpers import TINY_CYCLEGAN_ARGS as TINY_CYCLEGAN
+from helpers import MainJob
 
 from faceblur.errors import Interrupted
 from faceblur.train import synthesize
@@ -32,48 +30,8 @@ CYCLEGAN = [*TINY_CYCLEGAN, f"--config.num_train_steps={STEPS}",
             "--config.checkpoint_every_steps=1000", "--config.log_every_steps=1"]
 
 
-class _Job:
-  """`main.py` in a subprocess whose stdout is read as it comes (to know when a step ran)."""
-
-  def __init__(self, *args: str):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    # A background shell (or CI runner) starts its children with SIGINT ignored, which exec
-    # keeps and main.py respects; a terminal does not. A handler (even Python's) resets to the
-    # default in the child, and no preexec_fn means no fork of this multithreaded process.
-    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    if ignored:
-      signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-      self.process = subprocess.Popen(
-          [sys.executable, "main.py", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-          stderr=subprocess.PIPE, text=True)
-    finally:
-      if ignored:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    self.stdout: list[str] = []
-    self._reader = threading.Thread(target=self._read, daemon=True)
-    self._reader.start()
-
-  def _read(self) -> None:
-    for line in self.process.stdout:
-      self.stdout.append(line)
-
-  def wait_for_step(self, step: int, timeout: float = 240) -> None:
-    deadline = time.time() + timeout
-    while not any(line.startswith(f"step {step}:") for line in self.stdout):
-      assert self.process.poll() is None, self.process.stderr.read()[-3000:]
-      assert time.time() < deadline, "".join(self.stdout)[-3000:]
-      time.sleep(0.05)
-
-  def finish(self, timeout: float = 240) -> tuple[int, str, str]:
-    stderr = self.process.stderr.read()
-    returncode = self.process.wait(timeout)
-    self._reader.join(timeout)
-    return returncode, "".join(self.stdout), stderr
-
-
 def _run(workdir: pathlib.Path) -> tuple[int, str, str]:
-  return _Job(f"--workdir={workdir}", *CYCLEGAN).finish()
+  return MainJob(f"--workdir={workdir}", *CYCLEGAN).finish()
 
 
 def _params(workdir: pathlib.Path) -> list[np.ndarray]:
@@ -93,7 +51,7 @@ def straight(tmp_path_factory) -> pathlib.Path:
 def test_signal_saves_the_step_reached_then_resumes_to_the_same_bits(straight, tmp_path,
                                                                      signum, exit_code):
   workdir = tmp_path / "run"
-  job = _Job(f"--workdir={workdir}", *CYCLEGAN)
+  job = MainJob(f"--workdir={workdir}", *CYCLEGAN)
   job.wait_for_step(3)
   job.process.send_signal(signum)
   returncode, stdout, stderr = job.finish()
@@ -122,7 +80,7 @@ def test_signal_saves_the_step_reached_then_resumes_to_the_same_bits(straight, t
 @pytest.mark.slow
 def test_second_ctrl_c_aborts_at_once_without_saving(tmp_path):
   workdir = tmp_path / "run"
-  job = _Job(f"--workdir={workdir}", *CYCLEGAN)
+  job = MainJob(f"--workdir={workdir}", *CYCLEGAN)
   job.wait_for_step(2)
   job.process.send_signal(signal.SIGINT)
   time.sleep(0.3)  # two signals before Python runs its handler count as one

@@ -2,12 +2,11 @@
 
 Each process joins `jax.distributed` and runs the production entry points in one shared
 workdir: both stages' `train_and_evaluate` (`loop.train`: this host's shard of the data, the
-multi-process orbax save, the metric writer of process 0 only) for one step, then again to
-resume to step 2; then synthesis, whose pairs the two hosts split. A single process then runs
-the same on the global batch (the two hosts' shards side by side, in process order) and
-synthesises from the two-process checkpoint. Both processes must end with identical states,
-equal to the single process's, each parameter and optimiser moment relative to its update.
-"""
+multi-process orbax save, the metric writer of process 0 only) for two steps; then
+synthesis, whose pairs the two hosts split. A single process then runs the same on the
+global batch (the two hosts' shards side by side, in process order) and synthesises from the
+two-process checkpoint. Both processes must end with identical states, equal to the single
+process's, each parameter and optimiser moment relative to its update."""
 
 import json
 import os
@@ -95,10 +94,7 @@ SCRIPT = textwrap.dedent("""
       config = distributed(configs[name])
       config.checkpoint_every_steps = 1
       workdir = run / name
-      if num_processes > 1:
-        config.stop_after_steps = 1  # then a second run resumes from the checkpoint of step 1
-        module.train_and_evaluate(config, workdir)
-        config.stop_after_steps = 0
+      if num_processes > 1:  # (resuming across hosts: test_multiprocess_interrupt)
         state = module.train_and_evaluate(config, workdir)
       else:
         stage = dataclasses.replace(module.STAGE,
@@ -242,7 +238,7 @@ def test_two_processes_train_and_synthesise_like_one(tmp_path):
     for key in restored.files:
       np.testing.assert_array_equal(restored[key], hosts[0][key], err_msg=f"{name} {key}")
 
-    # Only process 0 wrote metrics: each step once, the resume said once, one event file a run.
+    # Only process 0 wrote metrics: each step once, one event file.
     workdir = tmp_path / "multi" / name
     multi_steps = _logged_steps(workdir / "log.txt")
     single_steps = _logged_steps(tmp_path / "single" / name / "log.txt")
@@ -252,9 +248,7 @@ def test_two_processes_train_and_synthesise_like_one(tmp_path):
       assert multi.keys() == one.keys()
       for metric in one:  # log.txt rounds to 5 significant digits
         np.testing.assert_allclose(multi[metric], one[metric], rtol=2e-4, err_msg=metric)
-    log = (workdir / "log.txt").read_text()
-    assert log.count(f"Resuming from {workdir / 'checkpoints'}/1") == 1, log
-    assert len(list(workdir.glob("events.out.tfevents.*"))) == 2
+    assert len(list(workdir.glob("events.out.tfevents.*"))) == 1
     assert sorted(path.name for path in (workdir / "checkpoints").iterdir()) == ["1", "2"]
 
   # Synthesis: every pair written exactly once, by one host, and finished before process 0
