@@ -46,6 +46,7 @@ from faceblur.inference.restorer import SIDE_MULTIPLE
 NO_FACE_CHOICES = ("whole", "keep")
 MTCNN_NATIVE_MIN_FACE = 20  # MTCNN's default minimum face: its pyramid starts at 12/20
 MTCNN_SMALLEST_FACE = 12    # its P-Net window: nothing smaller is found in the copy
+CROP_BATCH = 8  # most face crops restored in one network call
 # Training sources whose images are not faces: a model trained on them restores whole images.
 _NOT_FACES = ("gopro",)
 
@@ -331,18 +332,42 @@ class FaceRestorer:
     return FacesResult(self._paste(image, restored), faces, "faces", boxes_from,
                        self.face_size, self.network_side, self.face_size_from)
 
-  def _restore_crop(self, image: np.ndarray, crop: tuple[int, int, int, int]) -> np.ndarray:
-    """The crop restored at `network_side` (its face at `face_size`) and resized back, plus
+  def _restore_crops(self, image: np.ndarray,
+                     crops: Sequence[tuple[int, int, int, int]]) -> list[np.ndarray]:
+    """Each crop restored at `network_side` (its face at `face_size`) and resized back, plus
     the crop's own detail that the round trip through `network_side` loses (what a face larger
-    than the network's scale has beyond it): an identity network gives the crop back."""
-    side = crop[2] - crop[0]
-    cut = _cut(image, crop)
-    at_network_side = np.clip(_resize(cut, self.network_side), 0, 1)
-    restored = np.asarray(self.restorer.restore_batch(at_network_side[None])[0], np.float32)
-    return _resize(restored, side) + (cut - _resize(at_network_side, side))
+    than the network's scale has beyond it): an identity network gives the crop back.
+
+    The crops go through the network together, in batches of a power of two up to
+    `CROP_BATCH` (a short batch filled with copies), so that a photo's faces cost a few calls
+    and a folder's photos compile at most a handful of batch shapes.
+    """
+    cuts = [_cut(image, crop) for crop in crops]
+    at_network_side = [np.clip(_resize(cut, self.network_side), 0, 1) for cut in cuts]
+    restored = []
+    for begin in range(0, len(cuts), CROP_BATCH):
+      group = at_network_side[begin:begin + CROP_BATCH]
+      batch_size = 1 << (len(group) - 1).bit_length()
+      batch = np.stack(group + [group[-1]] * (batch_size - len(group)))
+      restored.extend(np.asarray(self.restorer.restore_batch(batch), np.float32)[:len(group)])
+    return [_resize(output, cut.shape[0]) + (cut - _resize(small, cut.shape[0]))
+            for output, cut, small in zip(restored, cuts, at_network_side, strict=True)]
 
   def _paste(self, image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
-    """Feathered paste of every face; pixels outside all crops are copied unchanged."""
+    """Feathered paste of every face; pixels outside all crops are copied unchanged. Faces
+    whose crops overlap are blended together over their group's bounding rectangle only, so
+    the cost follows the faces' area, not the photo's."""
+    output = image.copy()
+    restored = dict(zip((id(face) for face in faces),
+                        self._restore_crops(image, [face.crop for face in faces]),
+                        strict=True))
+    for group in _overlapping_groups(faces):
+      self._paste_group(output, image, group, [restored[id(face)] for face in group])
+    return output
+
+  @staticmethod
+  def _paste_group(output: np.ndarray, image: np.ndarray, faces: Sequence[Face],
+                   restored_crops: Sequence[np.ndarray]) -> None:
     height, width = image.shape[:2]
     left = max(0, min(face.crop[0] for face in faces))
     top = max(0, min(face.crop[1] for face in faces))
@@ -352,13 +377,12 @@ class FaceRestorer:
     weighted = np.zeros(region.shape, np.float32)
     weights = np.zeros(region.shape[:2], np.float32)
     uncovered = np.ones(region.shape[:2], np.float32)  # prod(1 - w): the masks' union is 1 - it
-    for face in faces:
+    for face, restored in zip(faces, restored_crops, strict=True):
       x0, y0, x1, y1 = face.crop
       box_side = max(face.box[2] - face.box[0], face.box[3] - face.box[1])
       ramp = max(1, int((x1 - x0 - box_side) / 2))
       window = _raised_cosine_window(x1 - x0, ramp)
       mask = np.outer(window, window)
-      restored = self._restore_crop(image, face.crop)
       # The part of the crop inside the image, in crop and in region coordinates.
       cy0, cx0 = max(0, -y0), max(0, -x0)
       cy1, cx1 = (y1 - y0) - max(0, y1 - height), (x1 - x0) - max(0, x1 - width)
@@ -373,9 +397,29 @@ class FaceRestorer:
     mixed = np.where(covered[..., None], weighted / np.maximum(weights, 1e-12)[..., None], region)
     alpha = (1 - uncovered)[..., None]
     pasted = np.clip(region + alpha * (mixed - region), 0, 1)
-    output = image.copy()
     output[top:bottom, left:right] = np.where(covered[..., None], pasted, region)
-    return output
+
+
+def _overlapping_groups(faces: Sequence[Face]) -> list[list[Face]]:
+  """The faces in groups whose crops overlap (transitively), each group in input order."""
+  parent = list(range(len(faces)))
+
+  def root(index: int) -> int:
+    while parent[index] != index:
+      parent[index] = parent[parent[index]]
+      index = parent[index]
+    return index
+
+  for i, a in enumerate(faces):
+    for j in range(i):
+      b = faces[j]
+      if (a.crop[0] < b.crop[2] and b.crop[0] < a.crop[2]
+          and a.crop[1] < b.crop[3] and b.crop[1] < a.crop[3]):
+        parent[root(i)] = root(j)
+  groups: dict[int, list[Face]] = {}
+  for index, face in enumerate(faces):
+    groups.setdefault(root(index), []).append(face)
+  return list(groups.values())
 
 
 def make_face_restorer(restorer, config: ml_collections.ConfigDict | None = None,

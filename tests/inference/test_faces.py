@@ -44,11 +44,13 @@ class OffsetRestorer:
 
   def __init__(self, step: float = 0.0):
     self.config = ml_collections.ConfigDict({"data": {"face_size": 64}})
-    self.shapes, self.whole_calls, self.step = [], 0, step
+    self.shapes, self.whole_calls, self.step, self.crops = [], 0, step, 0
 
   def restore_batch(self, batch):
     self.shapes.append(batch.shape)
-    return batch + OFFSET + self.step * (len(self.shapes) - 1)
+    index = self.crops + np.arange(len(batch))  # of each crop, over all calls
+    self.crops += len(batch)
+    return batch + (OFFSET + self.step * index)[:, None, None, None]
 
   def __call__(self, image):
     self.whole_calls += 1
@@ -96,7 +98,8 @@ def test_faces_change_the_background_bytes_do_not_and_the_seams_are_smooth():
   for top, left in APART:
     assert any(face.box[0] < left + FACE / 2 < face.box[2]
                and face.box[1] < top + FACE / 2 < face.box[3] for face in result.faces)
-  assert restorer.shapes == [(1, 96, 96, 3)] * len(APART) and restorer.whole_calls == 0
+  # All three in one call, the batch filled up to a power of two.
+  assert restorer.shapes == [(4, 96, 96, 3)] and restorer.whole_calls == 0
   output = to_uint8(result.image)
   outside = _outside_crops(photo.shape, result.faces)
   assert outside.mean() > 0.5
@@ -186,6 +189,21 @@ def test_overlapping_faces_blend_without_a_seam():
   bound = (51 + 64) * math.pi / (2 * ramp) + 2
   assert ramp == 24 and bound < 10
   assert _largest_step(change) <= bound
+
+
+def test_many_faces_are_restored_in_batches_each_pasted_where_it_was_cut():
+  """Ten faces: two network calls (8, then 2), and each face gets its own crop's output back
+  (the stub adds 0.01 more per crop, in the order the crops were cut)."""
+  photo = np.full((240, 560, 3), 100, np.uint8)
+  boxes = [(16 + 110 * (i % 5), 16 + 120 * (i // 5), 80 + 110 * (i % 5), 80 + 120 * (i // 5))
+           for i in range(10)]
+  restorer = OffsetRestorer(step=0.01)
+  result = faces_module.FaceRestorer(restorer, detector=NoDetector())(photo, boxes)
+  assert restorer.shapes == [(8, 96, 96, 3), (2, 96, 96, 3)]
+  change = to_uint8(result.image).astype(int) - photo
+  for index, (x0, y0, x1, y1) in enumerate(boxes):
+    expected = round((OFFSET + 0.01 * index) * 255)
+    assert np.abs(change[y0 + 16:y1 - 16, x0 + 16:x1 - 16] - expected).max() <= 1, index
 
 
 def test_trained_face_size_is_read_from_the_checkpoints_config(tmp_path):
