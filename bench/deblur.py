@@ -69,7 +69,10 @@ flags.DEFINE_list("sizes", ["256x256", "1280x720", "4000x3000"], "Image sizes, W
 flags.DEFINE_integer("repeats", 5, "Timed whole-image calls per size (the median is reported).")
 flags.DEFINE_float("budget_s", 600.0, "Stop repeating a size once its timed calls took this "
                    "long (at least one runs).")
-flags.DEFINE_integer("tile_size", deblur_config.get_config().tile_size, "Deblurrer tile size.")
+flags.DEFINE_integer("tile_size", deblur_config.get_config().tile_size,
+                     "Deblurrer tile size (0: tiles from --tile_megapixels).")
+flags.DEFINE_float("tile_megapixels", deblur_config.get_config().tile_megapixels,
+                   "Deblurrer tile budget (megapixels).")
 flags.DEFINE_integer("tile_overlap", deblur_config.get_config().tile_overlap, "Tile overlap.")
 flags.DEFINE_integer("features", srn_config.get_config().model.features,
                      "SRN first-stage width (32 = the reference).")
@@ -107,23 +110,19 @@ def _write_inputs(workdir: pathlib.Path, sizes: list[tuple[int, int]]) -> None:
                         np.asarray(portrait.resize((width, height), Image.BICUBIC)))
 
 
-def _tile_shape(side: int, tile_size: int) -> int:
-  """The side of the tiles `tiled_apply` feeds the network along an axis of `side` pixels."""
-  if side > tile_size:
-    return tile_size
-  return -(-side // inference.SIDE_MULTIPLE) * inference.SIDE_MULTIPLE
-
-
 def run_case(size: str, workdir: pathlib.Path) -> dict:
   """One size, in this (fresh) process: load, compile, one job-like pass, timed repeats."""
   width, height = _parse_size(size)
   start = time.perf_counter()
   deblurrer = inference.Deblurrer(workdir, tile_size=FLAGS.tile_size,
+                                  tile_megapixels=FLAGS.tile_megapixels,
                                   tile_overlap=FLAGS.tile_overlap)
   load_s = time.perf_counter() - start
 
-  tile = np.zeros((1, _tile_shape(height, FLAGS.tile_size), _tile_shape(width, FLAGS.tile_size),
-                   3), np.float32)
+  tile_h, tile_w = deblurrer.tile_shape(height, width)
+  tile = np.zeros((1, min(tile_h, -(-height // inference.SIDE_MULTIPLE) * inference.SIDE_MULTIPLE),
+                   min(tile_w, -(-width // inference.SIDE_MULTIPLE) * inference.SIDE_MULTIPLE), 3),
+                  np.float32)
   compile_time = CompileTime()
   deblurrer.restore_batch(tile)  # compiles for this image's tile shape
   compile_time.close()
@@ -284,13 +283,14 @@ def main(argv):
   print_json({"model": f"SRN features={config.model.features} num_scales="
                        f"{config.model.num_scales} lstm={config.model.use_lstm}",
               "weights": "random init (step-0 checkpoint), not trained",
-              "tile_size": FLAGS.tile_size, "tile_overlap": FLAGS.tile_overlap})
+              "tile_size": FLAGS.tile_size, "tile_megapixels": FLAGS.tile_megapixels,
+              "tile_overlap": FLAGS.tile_overlap})
   rows = []
   with tempfile.TemporaryDirectory(prefix="faceblur_bench_deblur_") as workdir:
     save_random_checkpoint(srn, config, workdir)
     _write_inputs(pathlib.Path(workdir), [_parse_size(size) for size in FLAGS.sizes])
     forwarded = [FLAGS[name].serialize() for name in
-                 ("repeats", "budget_s", "tile_size", "tile_overlap", "features",
+                 ("repeats", "budget_s", "tile_size", "tile_megapixels", "tile_overlap", "features",
                   "torch_device")]
     layouts = FLAGS.torch_layouts if "pytorch" in FLAGS.frameworks else []
     for case in FLAGS.faces:

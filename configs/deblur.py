@@ -20,7 +20,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.checkpoint = ""   # a stage-2 workdir (or its checkpoints/ folder)
   config.input = ""        # an image file or a folder (searched recursively)
   config.output = ""       # a file for one image, a folder for a folder
-  config.tile_size = 512   # images larger than this go through overlapping tiles
+  # Images of more than tile_megapixels go through overlapping tiles, as large as that allows
+  # (~0.5 GiB of activations per megapixel, reference SRN); each image size compiles once.
+  config.tile_megapixels = 2.0
+  config.tile_size = 0     # > 0: square tiles of this side instead (one compile for all sizes)
   config.tile_overlap = 32
   config.use_ema = False   # True: the EMA weights (a release's default otherwise)
   # Faces in place: 'auto' = 'faces' for a face model, 'whole' for one trained on GoPro.

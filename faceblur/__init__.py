@@ -30,12 +30,16 @@ __all__ = ["load_deblurrer", "deblur", "restore_faces", "detect_faces", "psnr", 
 _DETECTORS: dict[str, Any] = {}
 
 
-def load_deblurrer(workdir: str | pathlib.Path, *, tile_size: int = 512, tile_overlap: int = 32):
-  """A trained SRN from a stage-2 workdir: call it on an image to restore it (any size; grey,
-  RGBA, uint8 or PIL images too). `faceblur.inference.Restorer` loads the CycleGAN's F."""
+def load_deblurrer(workdir: str | pathlib.Path, *, tile_size: int = 0,
+                   tile_megapixels: float = 2.0, tile_overlap: int = 32,
+                   use_ema: bool | None = None):
+  """A trained SRN from a stage-2 workdir or release: call it on an image to restore it (any
+  size; grey, RGBA, uint8 or PIL images too). Tiles and `use_ema`: see `Restorer`;
+  `faceblur.inference.Restorer` loads the CycleGAN's F."""
   from faceblur.inference import Deblurrer
 
-  return Deblurrer(workdir, tile_size=tile_size, tile_overlap=tile_overlap)
+  return Deblurrer(workdir, tile_size=tile_size, tile_megapixels=tile_megapixels,
+                   tile_overlap=tile_overlap, use_ema=use_ema)
 
 
 def deblur(image, workdir: str | pathlib.Path) -> np.ndarray:

@@ -43,6 +43,7 @@ def deblur_job(config: ml_collections.ConfigDict, workdir: pathlib.Path | None =
   single = source.is_file()
   paths = [source] if single else image_io.list_images(source)
   deblurrer = Deblurrer(config.checkpoint, tile_size=config.tile_size,
+                        tile_megapixels=config.tile_megapixels,
                         tile_overlap=config.tile_overlap,
                         use_ema=config.get("use_ema", False) or None)
   faces = JobFaces(config, deblurrer, source, single)

@@ -2,9 +2,12 @@
 
 Both are used the same way, by the `deblur` job, by evaluation (the "ours", kernel-baseline
 and Zhu et al. rows of Table 1) and by notebooks, so one `Restorer` serves them all. Images
-of any size and aspect go through the network padded to a multiple of 4 and are cropped back;
-images larger than `tile_size` go through overlapping tiles blended without seams
-(`faceblur.inference.tiling`), so memory stays bounded for 12-megapixel photos. Grey, RGBA
+of any size and aspect go through the network padded to a multiple of 4 and are cropped back.
+An image of more than `tile_megapixels` goes through overlapping tiles blended without seams
+(`faceblur.inference.tiling`), as few and as large as that budget allows, so memory stays
+bounded for 12-megapixel photos and a 720p frame goes through in one piece. Each image size
+compiles once; `tile_size` > 0 fixes square tiles instead, so that a folder of photos of
+many sizes compiles once or twice in all. Grey, RGBA
 and uint8 inputs are read as RGB floats (`faceblur.images.as_rgb`).
 """
 
@@ -45,11 +48,13 @@ class Restorer:
   `stage` is 'srn' (the paper's deblurrer) or 'cyclegan' (its blurred -> sharp generator F,
   the CycleGAN used as a deblurrer); `workdir` is that stage's workdir, checkpoint folder or
   release. `use_ema=True` restores with the EMA weights (None: a release's default, for a
-  checkpoint the trained weights).
+  checkpoint the trained weights). Tiles: see the module docstring (`tile_megapixels` bounds
+  the network's activations: about 0.5 GiB per megapixel for the reference SRN).
   """
 
-  def __init__(self, workdir: str | pathlib.Path, *, stage: str = "srn", tile_size: int = 512,
-               tile_overlap: int = 32, use_ema: bool | None = None):
+  def __init__(self, workdir: str | pathlib.Path, *, stage: str = "srn", tile_size: int = 0,
+               tile_megapixels: float = 2.0, tile_overlap: int = 32,
+               use_ema: bool | None = None):
     if stage not in _STAGES:
       raise ConfigError(f"cannot restore with stage {stage!r}; use one of {', '.join(_STAGES)}")
     network_name, make_restore_fn = _STAGES[stage]
@@ -58,7 +63,11 @@ class Restorer:
     self.config = trained.config
     self.step = trained.step
     self.weights = trained.weights  # 'params' or 'ema'
+    if tile_size < 0 or (tile_size == 0 and tile_megapixels <= 0):
+      raise ConfigError(f"tile_size must be >= 0 (0: tiles from tile_megapixels, which must then "
+                        f"be > 0), got tile_size={tile_size}, tile_megapixels={tile_megapixels}")
     self.tile_size = tile_size
+    self.tile_megapixels = tile_megapixels
     self.tile_overlap = tile_overlap
     self._params = trained.params[network_name]
     self._restore = make_restore_fn(trained.networks[network_name])
@@ -67,15 +76,25 @@ class Restorer:
     """(N, H, W, 3) float [0, 1], sides divisible by 4 -> restored, same shape."""
     return np.asarray(self._restore(self._params, jnp.asarray(blurred, jnp.float32)))
 
+  def tile_shape(self, height: int, width: int) -> tuple[int, int]:
+    """(tile_h, tile_w) of the network's calls for an image of this size."""
+    if self.tile_size:
+      return self.tile_size, self.tile_size
+    return tiling.plan_tile_shape(height, width, max_pixels=int(self.tile_megapixels * 1e6),
+                                  overlap=self.tile_overlap, multiple=SIDE_MULTIPLE)
+
   def __call__(self, image) -> np.ndarray:
-    return tiling.tiled_apply(self.restore_batch, as_rgb(image), tile_size=self.tile_size,
-                              overlap=self.tile_overlap, multiple=SIDE_MULTIPLE)
+    image = as_rgb(image)
+    return tiling.tiled_apply(self.restore_batch, image, tile_size=self.tile_shape(
+        *image.shape[:2]), overlap=self.tile_overlap, multiple=SIDE_MULTIPLE)
 
 
 class Deblurrer(Restorer):
   """The trained SRN of a stage-2 workdir (what `faceblur.load_deblurrer` returns)."""
 
-  def __init__(self, workdir: str | pathlib.Path, *, tile_size: int = 512,
-               tile_overlap: int = 32, use_ema: bool | None = None):
-    super().__init__(workdir, stage="srn", tile_size=tile_size, tile_overlap=tile_overlap,
+  def __init__(self, workdir: str | pathlib.Path, *, tile_size: int = 0,
+               tile_megapixels: float = 2.0, tile_overlap: int = 32,
+               use_ema: bool | None = None):
+    super().__init__(workdir, stage="srn", tile_size=tile_size,
+                     tile_megapixels=tile_megapixels, tile_overlap=tile_overlap,
                      use_ema=use_ema)

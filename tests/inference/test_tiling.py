@@ -110,3 +110,55 @@ def test_blend_weights_are_smooth():
   row = out[10, :, 0]
   assert np.abs(np.diff(row)).max() < 0.25  # tiles differ by 1; the fade spans 16 pixels
   assert row[0] == 0 and row[-1] == row.max()
+
+
+def _computed_pixels(height, width, tile_h, tile_w, overlap, multiple=4):
+  """What tiled_apply feeds the network, counted from the shapes it calls with."""
+  fn = ShapeRecorder(lambda batch: batch)
+  tiling.tiled_apply(fn, np.zeros((height, width, 1), np.float32), tile_size=(tile_h, tile_w),
+                     overlap=overlap, multiple=multiple)
+  return sum(int(np.prod(shape[:3])) for shape in fn.shapes)
+
+
+def test_the_planned_tile_shape_is_the_cheapest_within_the_budget():
+  """Against every tile shape tiled_apply accepts (sides multiples of 4, overlap at most half
+  a side), counted by running it: the plan fits the budget and computes no more pixels."""
+  rng = np.random.default_rng(0)
+  for _ in range(12):
+    height, width = (int(side) for side in rng.integers(20, 160, 2))
+    overlap = int(rng.choice([0, 4, 8]))
+    budget = int(rng.integers(400, 12000))
+    smallest = max(4, -(-2 * overlap // 4) * 4)
+    if budget < smallest * smallest:
+      continue
+    sides = lambda length: range(smallest, -(-length // 4) * 4 + 1, 4)  # noqa: E731
+    costs = [_computed_pixels(height, width, h, w, overlap)
+             for h in sides(height) for w in sides(width) if h * w <= budget]
+    tile_h, tile_w = tiling.plan_tile_shape(height, width, max_pixels=budget, overlap=overlap,
+                                            multiple=4)
+    assert tile_h * tile_w <= budget
+    assert _computed_pixels(height, width, tile_h, tile_w, overlap) == min(costs), (
+        height, width, overlap, budget)
+
+
+def test_a_frame_within_the_budget_goes_through_whole_and_a_12_mp_photo_in_few_tiles():
+  assert tiling.plan_tile_shape(720, 1280, max_pixels=2_000_000, overlap=32,
+                                multiple=4) == (720, 1280)
+  tile_h, tile_w = tiling.plan_tile_shape(3000, 4000, max_pixels=2_000_000, overlap=32,
+                                          multiple=4)
+  assert tile_h * tile_w <= 2_000_000
+  planned = _computed_pixels(3000, 4000, tile_h, tile_w, 32)
+  assert planned < 1.05 * 3000 * 4000  # 512 px tiles compute 1.37x the photo
+  assert _computed_pixels(3000, 4000, 512, 512, 32) > 1.3 * 3000 * 4000
+  with pytest.raises(ConfigError, match="budget"):
+    tiling.plan_tile_shape(100, 100, max_pixels=1000, overlap=32, multiple=4)
+
+
+def test_rectangular_tiles_reproduce_a_local_operator_and_the_identity():
+  image = _image(150, 230)
+  fn = ShapeRecorder(lambda batch: batch)
+  np.testing.assert_array_equal(tiling.tiled_apply(fn, image, tile_size=(64, 96), overlap=16),
+                                image)
+  assert set(fn.shapes) == {(1, 64, 96, 3)}
+  tiled = tiling.tiled_apply(_box_blur, image, tile_size=(64, 96), overlap=16)
+  np.testing.assert_allclose(tiled, np.asarray(_box_blur(image[None]))[0], atol=1e-5)
