@@ -1,17 +1,18 @@
 """How faceblur compiles its networks: `jax.jit` plus XLA options that make CPUs fast.
 
-On CPU, jaxlib 0.10 hands convolutions to YNNPACK by default. For our layers that is the
-slow choice: YNNPACK computes the kernel gradients of the 3x3 256-channel convolutions of
+On CPU, jaxlib 0.10 hands convolutions to YNNPACK by default. For our training steps that is
+the slow choice: YNNPACK computes the kernel gradients of the 3x3 256-channel convolutions of
 CycleGAN's residual blocks and of SRN's ConvLSTM 3-6x slower than XLA's own convolutions, and
 the 7x7 convolution to 3 channels that ends the generator ~10x slower. Keeping YNNPACK for
 reductions and single matrix products only makes a 256 px CycleGAN train step 2.7x faster,
 an SRN step 1.4x faster and the generator's forward pass (synthesis) 3.4x faster
-(`bench/RESULTS.md`, Intel Xeon). SRN's forward pass alone was 8% slower on that Xeon and is
-3% faster on the AMD EPYC the benchmarks now run on (a 512 px tile: 6.96 s against 7.15), so
-every network compiles through here. Other backends compile exactly as `jax.jit` does, and so
-does every backend with `FACEBLUR_CPU_KERNELS=off` in the environment (`faceblur.ops`'s one
-switch for its CPU tricks; for comparisons, or in case a later jaxlib makes another choice
-faster).
+(`bench/RESULTS.md`, Intel Xeon), so every network compiles through here. SRN's forward
+pass alone is the exception (`library_convolutions=True`, its restore function): with
+YNNPACK's convolutions a 720p frame takes 13.9 s against 14.8 s on the AVX-512 AMD EPYC
+the benchmarks now run on (equal at 256 px). Other backends compile exactly as `jax.jit`
+does, and so does every backend with `FACEBLUR_CPU_KERNELS=off` in the environment
+(`faceblur.ops`'s one switch for its CPU tricks; for comparisons, or in case a later jaxlib
+makes another choice faster).
 """
 
 from collections.abc import Callable
@@ -27,8 +28,9 @@ CPU_COMPILER_OPTIONS = {
 }
 
 
-def jit(fn: Callable, **kwargs: Any):
-  """`jax.jit(fn, **kwargs)`, with `CPU_COMPILER_OPTIONS` while `faceblur.ops`' CPU tricks apply."""
-  if ops.cpu_tricks_apply():
+def jit(fn: Callable, *, library_convolutions: bool = False, **kwargs: Any):
+  """`jax.jit(fn, **kwargs)`, with `CPU_COMPILER_OPTIONS` while `faceblur.ops`' CPU tricks
+  apply; `library_convolutions=True` leaves XLA:CPU's defaults (YNNPACK's convolutions)."""
+  if ops.cpu_tricks_apply() and not library_convolutions:
     kwargs.setdefault("compiler_options", CPU_COMPILER_OPTIONS)
   return jax.jit(fn, **kwargs)
