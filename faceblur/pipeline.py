@@ -4,6 +4,8 @@
   <workdir>/pairs        the synthesised (blurred, sharp) pairs, train/ and test/
   <workdir>/srn          stage 2 on the synthesised pairs ("ours")
   <workdir>/srn_kernel   the baseline: stage 2 on the same sharp faces, kernel-blurred
+  <workdir>/srn_oracle   optional (`configs/demo.py:oracle`): stage 2 on the test blur's own
+                         process, the ceiling of the stage-2 budget
   <workdir>/evaluation   Tables 1 and 2, figures, per-image CSV
 
 The stages are wired here, not in the config, so each sub-config stays a valid stand-alone
@@ -17,14 +19,15 @@ import ml_collections
 
 from faceblur.errors import ConfigError
 
-STAGES = ("cyclegan", "synthesize", "srn", "srn_kernel", "evaluate")
+STAGES = ("cyclegan", "synthesize", "srn", "srn_kernel", "srn_oracle", "evaluate")
+SRN_STAGES = ("srn", "srn_kernel", "srn_oracle")
 
 
 def wire(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> ml_collections.ConfigDict:
   """A copy of `config` whose stages read each other's outputs under `workdir`."""
   config = ml_collections.ConfigDict(config.to_dict())
   pairs = workdir / "pairs"
-  for name in ("cyclegan", "synthesize", "srn", "srn_kernel", "evaluate"):
+  for name in (name for name in STAGES if name in config):
     stage = config[name]
     stage.seed = config.seed
     stage.num_devices = config.num_devices
@@ -32,7 +35,7 @@ def wire(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> ml_collect
     stage.distributed = config.distributed
   config.synthesize.cyclegan_workdir = str(workdir / "cyclegan")
   config.synthesize.output = str(pairs)
-  for name in ("srn", "srn_kernel"):
+  for name in (name for name in SRN_STAGES if name in config):
     config[name].data.test.kind = "paired_folder"
     config[name].data.test.path = str(pairs)
     config[name].data.test.split = "test"
@@ -42,6 +45,8 @@ def wire(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> ml_collect
   # The baseline sees exactly ours' training faces, blurred by random camera-shake kernels.
   config.srn_kernel.data.train.kind = "kernel_blurred"
   config.srn_kernel.data.train.base = dict(kind="folder", path=str(pairs / "train" / "sharp"))
+  if "srn_oracle" in config:  # the same faces again, through the test sets' blur process
+    config.srn_oracle.data.train.base = dict(kind="folder", path=str(pairs / "train" / "sharp"))
   evaluation = config.evaluate
   evaluation.test_sets.synthesized.path = str(pairs)
   evaluation.test_sets.synthesized.split = "test"
@@ -75,7 +80,9 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: pathlib.Path):
         print(f"Pairs already complete in {workdir / 'pairs'}", flush=True)
       else:
         synthesize.synthesize(config.synthesize, workdir)
-    elif stage in ("srn", "srn_kernel"):
+    elif stage in SRN_STAGES:
+      if stage not in config:
+        raise ConfigError(f"config.stages lists {stage!r}, which this config does not define")
       srn.train_and_evaluate(config[stage], workdir / stage)
     elif stage == "evaluate":
       from faceblur.evaluate import evaluation  # noqa: PLC0415
@@ -91,7 +98,7 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: pathlib.Path):
               f"{quality['blurred']['ssim']:.4f} -> {quality['ours']['ssim']:.4f}", flush=True)
   minutes = (time.perf_counter() - started) / 60
   print(f"\nPipeline finished in {minutes:.1f} min. Everything is under {workdir}:", flush=True)
-  for name in ("cyclegan/samples", "pairs", "srn", "srn_kernel", "evaluation/report.md"):
+  for name in ("cyclegan/samples", "pairs", *SRN_STAGES, "evaluation/report.md"):
     if (workdir / name).exists():
       print(f"  {workdir / name}", flush=True)
   return report

@@ -44,3 +44,23 @@ def test_cyclegan_paper_code_is_the_papers_stage_one():
 def test_unknown_config_argument_is_refused(module):
   with pytest.raises(ValueError, match="unknown configs/.* argument 'papercode'"):
     module.get_config("papercode")
+
+
+def test_demo_oracle_trains_a_third_srn_on_the_test_blur_and_evaluates_it(tmp_path):
+  from configs import demo
+  from faceblur import pipeline
+
+  config = pipeline.wire(demo.get_config("oracle"), tmp_path)
+  assert config.stages[-2:] == ("srn_oracle", "evaluate")
+  oracle, baseline = config.srn_oracle, config.srn_kernel
+  # The baseline's network, budget and faces; the blur of the camera_blurred test set.
+  assert oracle.model.to_dict() == baseline.model.to_dict()
+  assert oracle.num_train_steps == baseline.num_train_steps
+  assert oracle.data.train.base.to_dict() == baseline.data.train.base.to_dict()
+  assert oracle.data.train.kind == "camera_blurred"
+  assert oracle.data.train.max_shake == config.evaluate.test_sets.camera_blurred.max_shake
+  assert oracle.data.train.seed != config.evaluate.test_sets.camera_blurred.seed
+  assert config.evaluate.methods.oracle.workdir == str(tmp_path / "srn_oracle")
+  assert "srn_oracle" not in demo.get_config()
+  with pytest.raises(ValueError, match="unknown configs/demo.py argument 'oracl'"):
+    demo.get_config("oracl")

@@ -131,9 +131,10 @@ def test_the_planned_tile_shape_is_the_cheapest_within_the_budget():
     smallest = max(4, -(-2 * overlap // 4) * 4)
     if budget < smallest * smallest:
       continue
-    sides = lambda length: range(smallest, -(-length // 4) * 4 + 1, 4)  # noqa: E731
+    heights = range(smallest, -(-height // 4) * 4 + 1, 4)
+    widths = range(smallest, -(-width // 4) * 4 + 1, 4)
     costs = [_computed_pixels(height, width, h, w, overlap)
-             for h in sides(height) for w in sides(width) if h * w <= budget]
+             for h in heights for w in widths if h * w <= budget]
     tile_h, tile_w = tiling.plan_tile_shape(height, width, max_pixels=budget, overlap=overlap,
                                             multiple=4)
     assert tile_h * tile_w <= budget
