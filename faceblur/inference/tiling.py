@@ -20,7 +20,7 @@ of them and blends the results back into an (H, W, C) image:
   identity `fn` gives back the image bit for bit) is O(batch_size x tile).
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 
@@ -148,9 +148,6 @@ def tiled_apply(fn: Callable[[np.ndarray], np.ndarray], image, *,
   tiles = [(top, left, row_windows[i], col_windows[j])
            for i, top in enumerate(rows) for j, left in enumerate(cols)]
 
-  weighted_sum = np.zeros((height, width, channels), np.float64)
-  weight_sum = np.zeros((height, width, 1), np.float64)
-
   def cut(top: int, left: int) -> np.ndarray:
     tile = image[top:top + tile_h, left:left + tile_w]
     pad_h, pad_w = tile_h - tile.shape[0], tile_w - tile.shape[1]
@@ -158,17 +155,22 @@ def tiled_apply(fn: Callable[[np.ndarray], np.ndarray], image, *,
       tile = np.pad(tile, ((0, pad_h), (0, pad_w), (0, 0)), mode=pad_mode)
     return tile
 
-  def batches() -> Iterator[list]:
-    for begin in range(0, len(tiles), batch_size):
-      yield tiles[begin:begin + batch_size]
-
-  for group in batches():
-    batch = [cut(top, left) for top, left, _, _ in group]
+  def run(batch: list[np.ndarray]) -> np.ndarray:
     batch += [batch[-1]] * (batch_size - len(batch))
     outputs = np.asarray(fn(np.stack(batch)))
     if outputs.shape != (batch_size, tile_h, tile_w, channels):
       raise ValueError(f"the tiled function returned shape {outputs.shape} for tiles of shape "
                        f"{(batch_size, tile_h, tile_w, channels)}; it must preserve the shape")
+    return outputs
+
+  if len(tiles) == 1:  # the whole image in one piece: nothing to blend
+    return np.array(run([cut(0, 0)])[0, :height, :width], np.float32)
+
+  weighted_sum = np.zeros((height, width, channels), np.float64)
+  weight_sum = np.zeros((height, width, 1), np.float64)
+  for begin in range(0, len(tiles), batch_size):
+    group = tiles[begin:begin + batch_size]
+    outputs = run([cut(top, left) for top, left, _, _ in group])
     for output, (top, left, row_window, col_window) in zip(outputs, group, strict=False):
       h, w = min(tile_h, height - top), min(tile_w, width - left)
       weights = np.outer(row_window[:h], col_window[:w])[..., None]
