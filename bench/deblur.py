@@ -119,10 +119,7 @@ def run_case(size: str, workdir: pathlib.Path) -> dict:
                                   tile_overlap=FLAGS.tile_overlap)
   load_s = time.perf_counter() - start
 
-  tile_h, tile_w = deblurrer.tile_shape(height, width)
-  tile = np.zeros((1, min(tile_h, -(-height // inference.SIDE_MULTIPLE) * inference.SIDE_MULTIPLE),
-                   min(tile_w, -(-width // inference.SIDE_MULTIPLE) * inference.SIDE_MULTIPLE), 3),
-                  np.float32)
+  tile = np.zeros((1, *deblurrer.tile_shape(height, width), 3), np.float32)
   compile_time = CompileTime()
   deblurrer.restore_batch(tile)  # compiles for this image's tile shape
   compile_time.close()
@@ -290,8 +287,8 @@ def main(argv):
     save_random_checkpoint(srn, config, workdir)
     _write_inputs(pathlib.Path(workdir), [_parse_size(size) for size in FLAGS.sizes])
     forwarded = [FLAGS[name].serialize() for name in
-                 ("repeats", "budget_s", "tile_size", "tile_megapixels", "tile_overlap", "features",
-                  "torch_device")]
+                 ("repeats", "budget_s", "tile_size", "tile_megapixels", "tile_overlap",
+                  "features", "torch_device")]
     layouts = FLAGS.torch_layouts if "pytorch" in FLAGS.frameworks else []
     for case in FLAGS.faces:
       rows.append(run_isolated(__file__, [f"--faces_case={case}", f"--workdir={workdir}",

@@ -98,8 +98,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   evaluation.real_blurred = common.source("demo_blurred", split="test", count=num_test, seed=3,
                                           max_shake=CAMERA_SHAKE)
   evaluation.num_grid_images = 3 if tiny else 6
-  # Table 3 on the first faces of each set: a face descriptor costs ~0.1-0.3 s per method, and
-  # 50 faces took the 10-minute pipeline to 10.3 min on the 2-core VM.
+  # Table 3 on the first faces of each set: every face costs a descriptor per method, and the
+  # pipeline's 10-minute budget on a 2-core CPU has no room for more (README).
   evaluation.identity_max_images = 8 if tiny else 25
   if arg == "oracle":
     add_oracle(config, size)

@@ -6,6 +6,7 @@ Importable from every test folder because `tests/conftest.py` puts `tests/` on `
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -83,6 +84,22 @@ def write_pairs(root: pathlib.Path, blurred_names, sharp_names) -> None:
     (root / side).mkdir(parents=True)
     for name in names:
       Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / side / name)
+
+
+def free_port() -> int:
+  """A loopback port nobody listens on: a coordinator address for `jax.distributed`."""
+  with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    return probe.getsockname()[1]
+
+
+def one_device_per_process_env(base: dict[str, str]) -> dict[str, str]:
+  """`base` with one CPU device per process, whatever its XLA_FLAGS ask for (other flags
+  stay): what each process of a multi-process test needs."""
+  env = dict(base)
+  env["XLA_FLAGS"] = " ".join(flag for flag in env.get("XLA_FLAGS", "").split()
+                              if not flag.startswith("--xla_force_host_platform_device_count"))
+  return env
 
 
 class MainJob:

@@ -77,9 +77,11 @@ class Restorer:
     return np.asarray(self._restore(self._params, jnp.asarray(blurred, jnp.float32)))
 
   def tile_shape(self, height: int, width: int) -> tuple[int, int]:
-    """(tile_h, tile_w) of the network's calls for an image of this size."""
+    """(tile_h, tile_w) of the network's calls for an image of this size (an axis that one
+    tile spans: the image's side, padded to a multiple of 4)."""
     if self.tile_size:
-      return self.tile_size, self.tile_size
+      padded = (-(-side // SIDE_MULTIPLE) * SIDE_MULTIPLE for side in (height, width))
+      return tuple(min(self.tile_size, side) for side in padded)
     return tiling.plan_tile_shape(height, width, max_pixels=int(self.tile_megapixels * 1e6),
                                   overlap=self.tile_overlap, multiple=SIDE_MULTIPLE)
 

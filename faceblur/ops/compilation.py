@@ -7,9 +7,9 @@ the 7x7 convolution to 3 channels that ends the generator ~10x slower. Keeping Y
 reductions and single matrix products only makes a 256 px CycleGAN train step 2.7x faster,
 an SRN step 1.4x faster and the generator's forward pass (synthesis) 3.4x faster
 (`bench/RESULTS.md`, Intel Xeon), so every network compiles through here. SRN's forward
-pass alone is the exception (`library_convolutions=True`, its restore function): with
-YNNPACK's convolutions a 720p frame takes 13.9 s against 14.8 s on the AVX-512 AMD EPYC
-the benchmarks now run on (equal at 256 px). Other backends compile exactly as `jax.jit`
+pass alone is the exception (`library_convolutions=True`, its restore function): YNNPACK's
+convolutions are faster for it on the AVX-512 AMD EPYC the benchmarks now run on ("Deblur
+latency and memory" in `bench/RESULTS.md`). Other backends compile exactly as `jax.jit`
 does, and so does every backend with `FACEBLUR_CPU_KERNELS=off` in the environment
 (`faceblur.ops`'s one switch for its CPU tricks; for comparisons, or in case a later jaxlib
 makes another choice faster).

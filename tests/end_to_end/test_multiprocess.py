@@ -12,13 +12,13 @@ import json
 import os
 import pathlib
 import re
-import socket
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
 import pytest
+from helpers import free_port, one_device_per_process_env
 from PIL import Image
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -135,19 +135,11 @@ SCRIPT = textwrap.dedent("""
 """).replace("NUM_PAIRS", str(NUM_PAIRS))
 
 
-def _free_port() -> int:
-  with socket.socket() as probe:
-    probe.bind(("127.0.0.1", 0))
-    return probe.getsockname()[1]
-
-
 def _launch(process_id: int, num_processes: int, port: int, root: pathlib.Path):
   # Output goes to a file, not a pipe: a process blocked on a full pipe that nobody reads yet
   # would stall its peer inside a collective.
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
-  # One CPU device per process, whatever the caller's XLA_FLAGS ask for (other flags stay).
-  env["XLA_FLAGS"] = " ".join(flag for flag in env.get("XLA_FLAGS", "").split()
-                              if not flag.startswith("--xla_force_host_platform_device_count"))
+  env = one_device_per_process_env(
+      dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")])))
   log = open(root / f"{num_processes}_{process_id}.log", "w")  # noqa: SIM115 — closed by _wait
   proc = subprocess.Popen(
       [sys.executable, "-c", SCRIPT, str(process_id), str(num_processes), str(port), str(root)],
@@ -215,7 +207,7 @@ def _norm_invariant(key: str) -> bool:
 
 @pytest.mark.slow
 def test_two_processes_train_and_synthesise_like_one(tmp_path):
-  port = _free_port()
+  port = free_port()
   workers = [_launch(i, 2, port, tmp_path) for i in range(2)]
   try:
     for proc in workers:

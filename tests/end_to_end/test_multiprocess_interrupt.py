@@ -11,12 +11,11 @@ uninterrupted two-host run.
 import os
 import re
 import signal
-import socket
 
 import jax
 import numpy as np
 import pytest
-from helpers import TINY_CYCLEGAN_ARGS, MainJob
+from helpers import TINY_CYCLEGAN_ARGS, MainJob, free_port, one_device_per_process_env
 
 from faceblur.train.checkpointing import Checkpointer
 from faceblur.train.trained import load_trained
@@ -24,19 +23,10 @@ from faceblur.train.trained import load_trained
 STEPS = 30
 
 
-def _free_port() -> int:
-  with socket.socket() as probe:
-    probe.bind(("127.0.0.1", 0))
-    return probe.getsockname()[1]
-
-
 def _run_two_hosts(workdir, *, sigterm_process_1_after_step: int | None = None):
   """Both processes of one run; their (exit code, stdout, stderr), process 0 first."""
-  port = _free_port()
-  # One CPU device per process, whatever the caller's XLA_FLAGS ask for.
-  env = dict(os.environ)
-  env["XLA_FLAGS"] = " ".join(flag for flag in env.get("XLA_FLAGS", "").split()
-                              if not flag.startswith("--xla_force_host_platform_device_count"))
+  port = free_port()
+  env = one_device_per_process_env(dict(os.environ))
   jobs = [MainJob(f"--workdir={workdir}", *TINY_CYCLEGAN_ARGS,
                   f"--config.num_train_steps={STEPS}", "--config.checkpoint_every_steps=1000",
                   "--config.log_every_steps=1", "--config.distributed.enabled=True",

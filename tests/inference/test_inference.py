@@ -33,6 +33,10 @@ def test_deblurrer_restores_any_size_and_mode(identity_srn):
   RGB) and RGBA (alpha dropped), float or uint8."""
   whole = inference.Deblurrer(identity_srn)
   tiled = inference.Deblurrer(identity_srn, tile_size=32, tile_overlap=8)
+  # The shapes the network is called with: the whole image within the budget, fixed tiles
+  # (an axis one tile spans: padded to a multiple of 4).
+  assert whole.tile_shape(37, 53) == (40, 56) and whole.tile_shape(720, 1280) == (720, 1280)
+  assert tiled.tile_shape(21, 53) == (24, 32)
   rng = np.random.default_rng(0)
   for shape in [(37, 53, 3), (64, 40, 3), (21, 22), (70, 45, 4)]:
     image = rng.random(shape).astype(np.float32)
