@@ -45,9 +45,11 @@ def get_config(arg: str = "paired_folder") -> ml_collections.ConfigDict:
   config.second_detector = "dlib_hog"
   config.second_detector_threshold = 0.0  # dlib's score threshold (haar: min neighbours)
   # Table 3: dlib's face descriptor distance to the ground truth, on the first
-  # `identity_max_images` images of each paired set (0 = all; ~0.1-0.3 s a face and method).
+  # `identity_max_images` images of each paired set (0 = all; ~0.1-0.3 s a face and method),
+  # of the sets named in `identity_test_sets` (empty = every paired set).
   config.identity = True
   config.identity_max_images = 0
+  config.identity_test_sets = ()
   config.num_grid_images = 6
   config.output = ""           # default: the workdir
   config.model = ml_collections.ConfigDict()

@@ -260,7 +260,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
                for column, images in columns.items()})
         extra_cells = _merge_cells(extra_cells, detection_protocol.csv_cells(
             second, suffix=f"_{second_detector.name}"))
-      if descriptor is not None:
+      if descriptor is not None and (not config.identity_test_sets
+                                     or set_name in config.identity_test_sets):
         scored = identity.score_set(
             descriptor, data["sharp"], columns, padding=config.detector_padding,
             fallback_boxes=detection_protocol.reference_boxes(boxes_truth),

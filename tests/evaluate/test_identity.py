@@ -113,7 +113,8 @@ def _shrink(image):
 def test_the_evaluation_writes_table_3_and_the_iou_rows(tmp_path, monkeypatch):
   """Three demo faces and a noise image, blurred: the `shrunk` method moves each face to a
   corner at half size, so both detectors still find a face (any-face rate 3/4) but never the
-  ground truth's (IoU rate 0), and its identity distance is larger than the blurred input's."""
+  ground truth's (IoU rate 0), and its identity distance is larger than the blurred input's.
+  A second set of the same photos, left out of `identity_test_sets`, gets no Table 3 row."""
   faces = demo.DemoFaces(size=96, count=3, seed=0, group="test")
   sharp = [faces[i]["image"] for i in range(3)]
   sharp.append(np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8))
@@ -126,7 +127,9 @@ def test_the_evaluation_writes_table_3_and_the_iou_rows(tmp_path, monkeypatch):
   monkeypatch.setitem(evaluation.METHODS._entries, "shrunk", lambda spec: _shrink)
   config = evaluate_config.get_config()
   config.test_sets = ml_collections.ConfigDict(dict(
-      tiny=common.source("paired_folder", path=str(tmp_path / "set"), split="")))
+      tiny=common.source("paired_folder", path=str(tmp_path / "set"), split=""),
+      unscored=common.source("paired_folder", path=str(tmp_path / "set"), split="")))
+  config.identity_test_sets = ("tiny",)
   config.methods = ml_collections.ConfigDict(dict(
       blurred=evaluate_config.method("identity", label="Blurred input"),
       shrunk=evaluate_config.method("shrunk", label="Shrunk")))
@@ -141,6 +144,8 @@ def test_the_evaluation_writes_table_3_and_the_iou_rows(tmp_path, monkeypatch):
   for rates in (entry["detection_iou"], second["detection_iou"]):
     assert rates == pytest.approx({"ground_truth": 0.75, "blurred": 0.75, "shrunk": 0.0})
   assert report["second_detector"]["name"] == "dlib_hog"
+  assert set(report["test_sets"]) == {"tiny", "unscored"}
+  assert list(report["identity"]["test_sets"]) == ["tiny"]
   scored = report["identity"]["test_sets"]["tiny"]
   assert (scored["num_images"], scored["num_scored"]) == (4, 3)
   blurred, shrunk = scored["columns"]["blurred"], scored["columns"]["shrunk"]
@@ -149,6 +154,7 @@ def test_the_evaluation_writes_table_3_and_the_iou_rows(tmp_path, monkeypatch):
   markdown = (tmp_path / "out" / "report.md").read_text()
   assert "## Table 3: identity preservation" in markdown
   assert f"| tiny (3 of 4) | {blurred['distance']:.3f} / 1.00 |" in markdown
+  assert "| unscored (" not in markdown.split("## Table 3")[1].split("##")[0]
   iou_row = "| tiny (4) | dlib_hog | ground truth's face (IoU ≥ 0.5) | 0.75 | 0.75 | 0.00 |"
   assert iou_row in markdown
   with open(tmp_path / "out" / "per_image_tiny.csv") as handle:
