@@ -199,6 +199,10 @@ def _detect(detector, images: list[np.ndarray], padding: float) -> tuple[list[bo
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
   started = time.perf_counter()
+  unknown = sorted(set(config.identity_test_sets) - set(config.test_sets))
+  if unknown:
+    raise ConfigError(f"evaluate.identity_test_sets names {', '.join(unknown)}, not among "
+                             f"test_sets ({', '.join(config.test_sets)})")
   output = pathlib.Path(config.output) if config.output else pathlib.Path(workdir)
   output.mkdir(parents=True, exist_ok=True)
   detector = detectors.make_detector(config.detector, threshold=config.detector_threshold)

@@ -16,6 +16,7 @@ from PIL import Image
 
 from configs import common
 from configs import evaluate as evaluate_config
+from faceblur import errors
 from faceblur.data import augment, demo
 from faceblur.evaluate import evaluation, identity
 
@@ -162,3 +163,11 @@ def test_the_evaluation_writes_table_3_and_the_iou_rows(tmp_path, monkeypatch):
   assert [row["shrunk_detected"] for row in rows] == ["True", "True", "True", "False"]
   assert [row["shrunk_detected_iou"] for row in rows] == ["False"] * 4
   assert rows[3]["shrunk_identity_distance"] == "" and float(rows[0]["shrunk_identity_distance"])
+
+
+def test_an_unknown_identity_test_set_is_one_config_error(tmp_path):
+  """A typo in `identity_test_sets` would silently score nothing: it is refused, named."""
+  config = evaluate_config.get_config()
+  config.identity_test_sets = ("camera_blured",)
+  with pytest.raises(errors.ConfigError, match="camera_blured"):
+    evaluation.evaluate(config, tmp_path)
