@@ -64,3 +64,28 @@ def test_demo_oracle_trains_a_third_srn_on_the_test_blur_and_evaluates_it(tmp_pa
   assert "srn_oracle" not in demo.get_config()
   with pytest.raises(ValueError, match="unknown configs/demo.py argument 'oracl'"):
     demo.get_config("oracl")
+
+
+def test_oracle_budget_tool_trains_the_demos_oracle_alone():
+  import importlib.util
+  import pathlib
+
+  from configs import demo
+
+  path = pathlib.Path(__file__).resolve().parents[1] / "tools" / "oracle_budget.py"
+  spec = importlib.util.spec_from_file_location("oracle_budget", path)
+  tool = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(tool)
+  config, test_spec = tool.oracle_config(1e-3, 1600)
+  demo_config = demo.get_config("oracle")
+  oracle = demo_config.srn_oracle
+  # The demo's oracle SRN, at the learning rate and steps asked for ...
+  assert config.model.to_dict() == oracle.model.to_dict()
+  assert (config.optimizer.learning_rate, config.num_train_steps) == (1e-3, 1600)
+  assert config.data.crop_size == oracle.data.crop_size and config.batch_size == oracle.batch_size
+  # ... on the synthesis source's sharp faces through the test camera, scored on camera_blurred.
+  train = config.data.train
+  assert train.kind == "camera_blurred" and train.seed == oracle.data.train.seed
+  assert train.max_shake == demo.CAMERA_SHAKE
+  assert train.base.to_dict() == demo_config.synthesize.source.to_dict()
+  assert test_spec.to_dict() == demo_config.evaluate.test_sets.camera_blurred.to_dict()
