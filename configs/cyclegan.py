@@ -17,6 +17,33 @@ from configs import common
 
 ARGUMENTS = ("folders", "celeb_a", "demo", "paper_code")
 
+# Stage-1 variants (`apply_variant`): each is a set of config switches over the paper's
+# CycleGAN, which is `paper` (all switches off).
+VARIANTS = {
+    "paper": {},
+    # The CNN G with the steganography channel narrowed: resize-convolution upsampling, a
+    # random code with a mode-seeking term, noise on G(sharp) before F in the cycle.
+    "cnn_code": {"model.upsample": "resize", "model.code_dim": 8,
+                 "loss.cycle_noise_std": 3 / 255, "loss.diversity_weight": 0.1},
+    # A G that can only blur (faceblur.models.blur_generator), trained adversarially alone
+    # as PDM is: no sharp -> blurred -> sharp cycle and no identity term (both reward a mild
+    # blur), and the blurred -> sharp -> blurred cycle trains F only.
+    "kernel_blur": {"model.generator": "kernel_blur", "model.code_dim": 8,
+                    "loss.forward_cycle_weight": 0.0, "loss.identity_weight": 0.0,
+                    "loss.cycle_updates_g": False, "loss.diversity_weight": 0.1},
+}
+
+
+def apply_variant(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+  """Sets the switches of stage-1 variant `name` (a `VARIANTS` key) on a stage-1 config."""
+  if name not in VARIANTS:
+    raise ValueError(f"unknown stage-1 variant {name!r}; choose {', '.join(VARIANTS)}")
+  config.variant = name
+  for key, value in VARIANTS[name].items():
+    group, field = key.split(".")
+    config[group][field] = value
+  return config
+
 
 def get_config(arg: str = "folders") -> ml_collections.ConfigDict:
   if arg not in ARGUMENTS:
@@ -36,6 +63,11 @@ def get_config(arg: str = "folders") -> ml_collections.ConfigDict:
   config.data.load_size = 286
   config.data.crop_size = 256
   config.data.random_flip = True
+  # Held-out real blurred photos of the training people (a source spec; kind '' = none): the
+  # blur-realism score of G on them, logged at every sample step, selects the checkpoint
+  # synthesis uses. Never a test set.
+  config.data.blurred_validation = common.source("")
+  config.data.validation_count = 100
 
   config.model = ml_collections.ConfigDict(dict(
       num_blocks=9,          # 9 for 256 px crops, 6 for 128 px
@@ -43,12 +75,21 @@ def get_config(arg: str = "folders") -> ml_collections.ConfigDict:
       disc_features=64,
       disc_layers=3,         # 70x70 PatchGAN
       residual=False,        # True: generators add a correction to their input (not the reference)
+      generator="resnet",    # G by name (faceblur.models.GENERATORS): resnet, kernel_blur
+      upsample="transposed",  # or 'resize': nearest x2 + 3x3 conv (no checkerboard)
+      code_dim=0,            # size of G's random code z (0: none; kernel_blur: 8 if 0)
+      kernel_size=21,        # kernel_blur: the kernel's side (px, odd)
   ))
   config.loss = ml_collections.ConfigDict(dict(
       cycle_weight=10.0,     # lambda of eq. 2
       identity_weight=0.5,   # times cycle_weight
       real_label=1.0,
+      forward_cycle_weight=1.0,  # of the sharp -> blurred -> sharp cycle, relative to lambda
+      cycle_noise_std=0.0,   # Gaussian noise on G(sharp) before F in that cycle
+      cycle_updates_g=True,  # False: the cycles train F only
+      diversity_weight=0.0,  # mode-seeking term on G's code (Mao et al. 2019)
   ))
+  config.variant = "paper"  # informational: the VARIANTS entry applied (apply_variant)
   config.pool_size = 50
   config.optimizer = ml_collections.ConfigDict(dict(
       learning_rate=2e-4, b1=0.5, b2=0.999,

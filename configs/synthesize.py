@@ -12,6 +12,9 @@ from configs import common
 def get_config(arg: str = "folder") -> ml_collections.ConfigDict:
   config = common.run_settings(ml_collections.ConfigDict(), job="synthesize")
   config.cyclegan_workdir = ""  # the stage-1 workdir (its checkpoints/ are read) or a release
+  # Stage 1's checkpoint chosen by blur realism on its validation photos (selection.json),
+  # when that run scored it; False: its latest.
+  config.select_checkpoint = True
   config.use_ema = False        # True: G's EMA weights (a release's default otherwise)
   if arg == "celeb_a":
     config.source = common.source("celeb_a", blurry=False)

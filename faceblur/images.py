@@ -40,3 +40,13 @@ def as_rgb(image) -> np.ndarray:
   if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
     raise ValueError(f"expected an HxW, HxWx1, HxWx3 or HxWx4 image, got shape {image.shape}")
   return np.ascontiguousarray(np.broadcast_to(image[..., :3], (*image.shape[:2], 3)))
+
+
+def luma(image: np.ndarray) -> np.ndarray:
+  """Brightness (H, W) of an HxW or HxWx3 image (BT.601 weights); other channel counts are
+  averaged. Blur analysis needs no colour."""
+  if image.ndim == 2:
+    return image
+  if image.shape[-1] == 3:
+    return image @ np.asarray(BT601_LUMA, image.dtype)
+  return image.mean(axis=-1)

@@ -17,7 +17,7 @@ LAYERS = (
     ("faceblur.errors", "faceblur.storage", "faceblur.registry", "faceblur.images"),
     ("faceblur.ops",),
     ("faceblur.models",),
-    ("faceblur.losses", "faceblur.metrics"),
+    ("faceblur.losses", "faceblur.metrics", "faceblur.blur_realism"),
     ("faceblur.data", "faceblur.image_grid"),
     ("faceblur.detectors",),
     ("faceblur.train",),

@@ -24,10 +24,9 @@ import numpy as np
 import scipy.fft
 
 from faceblur.data import blur_kernels
-from faceblur.images import BT601_LUMA
+from faceblur.images import luma
 
 _EPS = 1e-7
-_LUMA = np.array(BT601_LUMA)
 
 
 def linear_motion_psf(length: float, angle_deg: float) -> np.ndarray:
@@ -37,16 +36,6 @@ def linear_motion_psf(length: float, angle_deg: float) -> np.ndarray:
   a smooth family of kernels; `length <= 1` is the identity (a 1x1 delta).
   """
   return blur_kernels.motion_blur_psf(length, angle_deg).astype(np.float64)
-
-
-def luma(image: np.ndarray) -> np.ndarray:
-  """Brightness (H, W) of an HxW or HxWx3 image (BT.601 weights); other channel counts are
-  averaged. Blur analysis needs no colour."""
-  if image.ndim == 2:
-    return image
-  if image.shape[-1] == 3:
-    return image @ _LUMA
-  return image.mean(axis=-1)
 
 
 def _normalised_psf(psf: np.ndarray) -> np.ndarray:

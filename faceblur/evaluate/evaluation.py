@@ -31,10 +31,10 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from faceblur import detectors, metrics
+from faceblur import blur_realism, detectors, metrics
 from faceblur.data import augment, factory
 from faceblur.errors import ConfigError, DataError, FaceblurError, ImageReadError
-from faceblur.evaluate import blur_realism, classical, detection_protocol, identity
+from faceblur.evaluate import classical, detection_protocol, identity
 from faceblur.evaluate.report import write_reports
 from faceblur.image_grid import save_grid
 from faceblur.images import as_rgb

@@ -13,9 +13,22 @@ against frozen critics with the LSGAN (eq. 1 of the paper), cycle (eq. 2) and id
 losses, then both critics on fakes drawn through the image pools, as the official
 implementation does. Only G is needed later (synthesis); F is the "CycleGAN as a deblurrer"
 baseline.
+
+Stage-1 variants are config switches, the paper's CycleGAN being all of them off (see
+`configs/cyclegan.py`): G by name (`model.generator`: the ResNet, or `kernel_blur`, a G
+that can only blur), a random code z for G (`model.code_dim`), resize-convolution
+upsampling, the weight of the sharp -> blurred -> sharp cycle, noise on G(sharp) before F
+in that cycle, whether the cycles' gradients reach G, and a mode-seeking term
+(Mao et al., CVPR 2019) that keeps G from ignoring z. Every sample step also logs the
+hidden-channel diagnostic (how well F recovers the sharp face from G's output, clean, with
+noise of 3/255 and after JPEG at quality 75: steganography survives only the first) and, with
+`data.blurred_validation`, the blur realism of G's blur against held-out real blurred photos
+of the training people, the label-free score that selects the checkpoint (`selection.json`).
 """
 
 import functools
+import io
+import json
 import pathlib
 from typing import Any, ClassVar
 
@@ -25,13 +38,15 @@ import ml_collections
 import numpy as np
 import optax
 from flax import nnx
+from PIL import Image
 
-from faceblur import losses
+from faceblur import blur_realism, losses, metrics
 from faceblur.data import factory
 from faceblur.data import input_pipeline as data_pipeline
 from faceblur.data.sources import SkipBadRecords
 from faceblur.image_grid import save_grid
-from faceblur.models import PatchDiscriminator, ResnetGenerator
+from faceblur.images import to_float, to_uint8
+from faceblur.models import GENERATORS, PatchDiscriminator, ResnetGenerator
 from faceblur.ops import compilation
 from faceblur.train import loop, release
 from faceblur.train import stage as stage_lib
@@ -59,14 +74,16 @@ class CycleGANState(state_lib.TrainState):
 def module_factories(config: ml_collections.ConfigDict) -> dict:
   """Constructors of the four networks, keyed by their fields in `CycleGANState`."""
   model, dtype = config.model, state_lib.compute_dtype(config)
-  generator = functools.partial(
+  make_g = GENERATORS.get(model.get("generator", "resnet"))
+  deblurrer = functools.partial(  # F takes no code
       ResnetGenerator, num_blocks=model.num_blocks, features=model.features,
-      residual=model.get("residual", False), dtype=dtype)
+      residual=model.get("residual", False), upsample=model.get("upsample", "transposed"),
+      dtype=dtype)
   critic = functools.partial(
       PatchDiscriminator, features=model.disc_features, num_layers=model.disc_layers, dtype=dtype)
   return {
-      "g": lambda rngs: generator(rngs=rngs),
-      "f": lambda rngs: generator(rngs=rngs),
+      "g": lambda rngs: make_g(model, dtype, rngs=rngs),
+      "f": lambda rngs: deblurrer(rngs=rngs),
       "d_blurred": lambda rngs: critic(rngs=rngs),
       "d_sharp": lambda rngs: critic(rngs=rngs),
   }
@@ -114,38 +131,87 @@ def init_fn(config: ml_collections.ConfigDict, tx: optax.GradientTransformation)
   return init
 
 
+def code_dim(config: ml_collections.ConfigDict) -> int:
+  """The size of G's random code z (0: G is deterministic, as the paper's)."""
+  if config.model.get("generator", "resnet") == "kernel_blur":
+    return config.model.get("code_dim", 8) or 8
+  return config.model.get("code_dim", 0)
+
+
+def generator_randomness(config: ml_collections.ConfigDict, key: jax.Array,
+                         count: int) -> tuple[jax.Array | None, jax.Array]:
+  """z ~ N(0, I) for `count` images (None when G takes no code) and one noise key each."""
+  code_key, noise_key = jax.random.split(key)
+  dim = code_dim(config)
+  codes = jax.random.normal(code_key, (count, dim)) if dim else None
+  return codes, jax.random.split(noise_key, count)
+
+
 def make_train_step(config: ml_collections.ConfigDict, networks: stage_lib.Networks,
                     tx: optax.GradientTransformation) -> loop.TrainStep:
   """The jitted update of G and F, then of both critics."""
-  cycle_weight = config.loss.cycle_weight
-  identity_weight = config.loss.identity_weight * cycle_weight
-  real_label = config.loss.real_label
+  loss = config.loss
+  cycle_weight = loss.cycle_weight
+  identity_weight = loss.identity_weight * cycle_weight
+  real_label = loss.real_label
+  forward_cycle_weight = loss.get("forward_cycle_weight", 1.0)  # sharp -> blurred -> sharp
+  cycle_noise_std = loss.get("cycle_noise_std", 0.0)
+  cycle_updates_g = loss.get("cycle_updates_g", True)
+  diversity_weight = loss.get("diversity_weight", 0.0)
+  random_g = code_dim(config) > 0 or cycle_noise_std > 0
   ema_decay = state_lib.ema_decay(config)
 
   def bind(name: str, params: nnx.State):
     """The network `name` with `params`, as a function of images with float32 outputs."""
-    return lambda images: networks[name].apply(params, images).astype(jnp.float32)
+    return lambda images, *args: networks[name].apply(params, images, *args).astype(jnp.float32)
 
-  def generator_loss(generators, critics, sharp, blurred):
+  def generator_loss(generators, critics, sharp, blurred, key):
     """Eq. 1 through the frozen critics + lambda * eq. 2 + the identity term, for G and F."""
     (g, f), (d_blurred, d_sharp) = generators, critics
     G, F, D_blurred, D_sharp = (  # the paper's names
         bind("g", g), bind("f", f), bind("d_blurred", d_blurred), bind("d_sharp", d_sharp))
-    fake_blurred = G(sharp)
+    # The cycles' G: the same network, through which only F learns when cycle_updates_g=False.
+    G_cycle = G if cycle_updates_g else bind("g", jax.lax.stop_gradient(g))
+    metrics = {}
+    if random_g:
+      keys = jax.random.split(key, 4)
+      z, noise = generator_randomness(config, keys[0], sharp.shape[0])
+      z_cycle, noise_cycle = generator_randomness(config, keys[1], blurred.shape[0])
+      fake_blurred = G(sharp, z, noise)
+    else:
+      fake_blurred = G(sharp)
     fake_sharp = F(blurred)
     adversarial = (losses.lsgan_generator_loss(D_blurred(fake_blurred), real_label=real_label)
                    + losses.lsgan_generator_loss(D_sharp(fake_sharp), real_label=real_label))
-    cycle = (losses.cycle_consistency_loss(F(fake_blurred), sharp)
-             + losses.cycle_consistency_loss(G(fake_sharp), blurred))
+    if random_g:
+      # Noise on G(sharp) before F breaks a hidden low-amplitude channel (Chu et al. 2017).
+      seen_by_f = fake_blurred + cycle_noise_std * jax.random.normal(keys[2], sharp.shape)
+      forward = losses.cycle_consistency_loss(F(seen_by_f), sharp)
+      backward = losses.cycle_consistency_loss(G_cycle(fake_sharp, z_cycle, noise_cycle),
+                                               blurred)
+    else:
+      forward = losses.cycle_consistency_loss(F(fake_blurred), sharp)
+      backward = losses.cycle_consistency_loss(G_cycle(fake_sharp), blurred)
+    cycle = forward + backward if forward_cycle_weight == 1.0 else \
+        forward_cycle_weight * forward + backward
     total = adversarial + cycle_weight * cycle
     identity = jnp.zeros((), jnp.float32)
     if identity_weight > 0:
       identity = (losses.identity_loss(G(blurred), blurred)
                   + losses.identity_loss(F(sharp), sharp))
       total = total + identity_weight * identity
+    if diversity_weight > 0 and code_dim(config) > 0:
+      # Mode seeking (Mao et al. 2019): two codes, the same noise, outputs that differ.
+      z_other, _ = generator_randomness(config, keys[3], sharp.shape[0])
+      spread = (jnp.mean(jnp.abs(G(sharp, z_other, noise) - fake_blurred))
+                / jnp.mean(jnp.abs(z_other - z)))
+      diversity = 1.0 / (spread + 1e-5)
+      total = total + diversity_weight * diversity
+      metrics["generator/diversity"] = diversity
     aux = {"fake_blurred": fake_blurred, "fake_sharp": fake_sharp,
            "metrics": {"generator/adversarial": adversarial, "generator/cycle": cycle,
-                       "generator/identity": identity, "generator/total": total}}
+                       "generator/cycle_forward": forward, "generator/identity": identity,
+                       "generator/total": total, **metrics}}
     return total, aux
 
   def critic_loss(critics, sharp, blurred, pooled_blurred, pooled_sharp):
@@ -161,11 +227,14 @@ def make_train_step(config: ml_collections.ConfigDict, networks: stage_lib.Netwo
     sharp, blurred = batch["sharp"], batch["blurred"]
     generators, critics = (state.g, state.f), (state.d_blurred, state.d_sharp)
 
-    grads, aux = jax.grad(generator_loss, has_aux=True)(generators, critics, sharp, blurred)
+    step_key = jax.random.fold_in(state.rng, state.step)
+    # G's own randomness comes from a key folded off the step's, so that the pools draw what
+    # they drew before G took any.
+    grads, aux = jax.grad(generator_loss, has_aux=True)(
+        generators, critics, sharp, blurred, jax.random.fold_in(step_key, 1))
     (g, f), generator_opt_state = state_lib.apply_gradients(
         tx, generators, state.generator_opt_state, grads)
 
-    step_key = jax.random.fold_in(state.rng, state.step)
     blurred_key, sharp_key = jax.random.split(step_key)
     fake_blurred_pool, pooled_blurred = query_image_pool(
         state.fake_blurred_pool, jax.lax.stop_gradient(aux["fake_blurred"]), blurred_key)
@@ -245,29 +314,117 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   return state
 
 
+SELECTION_FILE = "selection.json"
+HIDDEN_NOISE_STD = 3 / 255  # Chu et al.'s perturbation that breaks a hidden channel
+HIDDEN_JPEG_QUALITY = 75
+
+
+def _jpeg(images: np.ndarray, quality: int) -> np.ndarray:
+  """Each image through JPEG encode/decode (float [0, 1] in and out)."""
+  decoded = []
+  for image in images:
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(image)).save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as handle:
+      decoded.append(to_float(np.asarray(handle.convert("RGB"))))
+  return np.stack(decoded)
+
+
+def _transformed(source, transform, count: int) -> np.ndarray:
+  return np.stack([transform(source[i], np.random.default_rng(i))["image"]
+                   for i in range(min(count, len(source)))])
+
+
 def _sampler(config, networks, sharp_source, workdir: pathlib.Path, writer: MetricWriter):
-  """Writes a grid of (sharp, G(sharp), F(G(sharp))) on fixed faces."""
+  """Every sample step: a grid of (sharp, G(sharp), F(G(sharp))) on fixed faces, the
+  hidden-channel diagnostic, and G's blur realism against held-out real blurred photos.
+
+  The diagnostic is the PSNR of F(G(sharp)) against sharp, as is, after Gaussian noise of
+  3/255 on G(sharp) and after JPEG at quality 75. A G that hides the face in a low-amplitude
+  signal gets it back nearly whole as is and loses most of it under the perturbations; a G
+  that blurs loses the same either way. The realism (`blur_realism`, MMD^2 of blur features)
+  needs no paired ground truth, and its validation photos are of the training people, never a
+  test face: it is what selects the checkpoint synthesis uses (`selection.json`).
+  """
   transform = data_pipeline.cyclegan_transform(config.data.load_size, config.data.crop_size,
                                                train=False)
-  count = min(config.num_samples, len(sharp_source))
-  sharp = np.stack([transform(sharp_source[i], np.random.default_rng(i))["image"]
-                    for i in range(count)])
+  validation_spec = config.data.get("blurred_validation")
+  validation_count = config.data.get("validation_count", 100)
+  count = max(config.num_samples, validation_count if validation_spec else 0)
+  sharp = _transformed(sharp_source, transform, count)
+  real_blurred = None
+  if validation_spec is not None and validation_spec.kind:
+    validation = SkipBadRecords(factory.make_source(validation_spec,
+                                                    image_size=config.data.load_size))
+    real_blurred = _transformed(validation, transform, validation_count)
+  codes, noise_keys = generator_randomness(config, jax.random.key(config.seed), len(sharp))
 
   @compilation.jit
-  def translate(g, f, images):
-    fake_blurred = networks["g"].apply(g, images)
-    cycled = networks["f"].apply(f, fake_blurred)
-    return fake_blurred.astype(jnp.float32), cycled.astype(jnp.float32)
+  def translate(g, f, images, noise_key):
+    fake_blurred = networks["g"].apply(g, images, codes, noise_keys).astype(jnp.float32)
+    noisy = fake_blurred + HIDDEN_NOISE_STD * jax.random.normal(noise_key, fake_blurred.shape)
+    cycled = networks["f"].apply(f, fake_blurred).astype(jnp.float32)
+    cycled_noisy = networks["f"].apply(f, noisy).astype(jnp.float32)
+    return fake_blurred, cycled, cycled_noisy
+
+  deblur = compilation.jit(lambda f, images: networks["f"].apply(f, images).astype(jnp.float32))
+
+  def psnr(images: np.ndarray) -> float:
+    return float(np.mean(np.asarray(metrics.psnr(np.clip(images, 0, 1), sharp))))
 
   def hook(step: int, state: CycleGANState) -> None:
-    fake_blurred, cycled = jax.device_get(translate(state.g, state.f, sharp))
-    if jax.process_index() == 0:
-      rows = [list(images) for images in zip(sharp, fake_blurred, cycled, strict=True)]
-      grid = save_grid(workdir / "samples" / f"step_{step:07d}.png", rows,
-                       column_titles=["sharp", "G(sharp)", "F(G(sharp))"])
-      writer.write_images(step, {"samples": grid})
+    fake_blurred, cycled, cycled_noisy = jax.device_get(
+        translate(state.g, state.f, sharp, jax.random.key(config.seed + 1)))
+    cycled_jpeg = np.asarray(deblur(state.f, _jpeg(fake_blurred, HIDDEN_JPEG_QUALITY)))
+    scores = {"hidden/cycle_psnr": psnr(cycled),
+              f"hidden/cycle_psnr_noise_{round(HIDDEN_NOISE_STD * 255)}": psnr(cycled_noisy),
+              f"hidden/cycle_psnr_jpeg_{HIDDEN_JPEG_QUALITY}": psnr(cycled_jpeg),
+              "hidden/blurred_psnr": psnr(fake_blurred)}
+    if real_blurred is not None:
+      realism = blur_realism.blur_realism(real_blurred, {"g": fake_blurred},
+                                          num_permutations=50)["g"]
+      scores |= {"realism/mmd2": realism.mmd2,
+                 "realism/classifier_accuracy": realism.classifier_accuracy}
+    if jax.process_index() != 0:
+      return
+    writer.write_scalars(step, scalars=scores)
+    record_selection(workdir, step, scores)
+    shown = config.num_samples
+    rows = [list(images) for images in zip(sharp[:shown], fake_blurred[:shown],
+                                           cycled[:shown], strict=True)]
+    grid = save_grid(workdir / "samples" / f"step_{step:07d}.png", rows,
+                     column_titles=["sharp", "G(sharp)", "F(G(sharp))"])
+    writer.write_images(step, {"samples": grid})
 
   return hook
+
+
+def record_selection(workdir: pathlib.Path, step: int, scores: dict[str, float]) -> None:
+  """Adds a sample step's scores to `selection.json` (a resumed run rewrites its own steps)."""
+  path = workdir / SELECTION_FILE
+  entries = json.loads(path.read_text())["steps"] if path.exists() else []
+  entries = [entry for entry in entries if entry["step"] != step]
+  entries.append({"step": step, **{k: float(v) for k, v in scores.items()}})
+  entries.sort(key=lambda entry: entry["step"])
+  selected = selected_step(entries)
+  path.write_text(json.dumps({"selected_step": selected, "rule": SELECTION_RULE,
+                              "steps": entries}, indent=2))
+
+
+SELECTION_RULE = "the sample step with the lowest realism/mmd2 (blur realism on validation)"
+
+
+def selected_step(entries: list[dict]) -> int | None:
+  """The step whose G blur is closest to the held-out real blur (None: no realism scored)."""
+  scored = [entry for entry in entries if "realism/mmd2" in entry]
+  return min(scored, key=lambda entry: entry["realism/mmd2"])["step"] if scored else None
+
+
+def read_selected_step(workdir: str | pathlib.Path) -> int | None:
+  """The step `selection.json` in a stage-1 workdir selects, or None."""
+  path = pathlib.Path(workdir) / SELECTION_FILE
+  return json.loads(path.read_text()).get("selected_step") if path.exists() else None
 
 
 STAGE = stage_lib.Stage(

@@ -34,9 +34,9 @@ from faceblur.errors import ConfigError, DataError, ImageReadError, StorageError
 from faceblur.images import to_float
 from faceblur.ops import compilation
 from faceblur.storage import os_reason
-from faceblur.train import partitioning
+from faceblur.train import cyclegan, partitioning
 from faceblur.train.loop import interruptible
-from faceblur.train.trained import load_trained
+from faceblur.train.trained import load_trained, release_dir
 
 DONE_FILE = "synthesis.json"
 
@@ -58,10 +58,29 @@ def synthesize(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -
   output = pathlib.Path(config.output) if config.output else workdir / "pairs"
   if config.image_size % 4:
     raise ConfigError(f"image_size={config.image_size} must be a multiple of 4")
-  trained = load_trained(config.cyclegan_workdir, "cyclegan",
+  step = None
+  if config.get("select_checkpoint", True) and release_dir(config.cyclegan_workdir) is None:
+    step = cyclegan.read_selected_step(config.cyclegan_workdir)
+    if step is not None:
+      print(f"Synthesis with stage 1's step {step}, selected by blur realism on validation "
+            f"photos ({config.cyclegan_workdir}/{cyclegan.SELECTION_FILE})", flush=True)
+  trained = load_trained(config.cyclegan_workdir, "cyclegan", step=step,
                          use_ema=config.get("use_ema", False) or None)
   generator, params = trained.networks["g"], trained.params["g"]  # G: sharp -> blurred
-  blur = compilation.jit(lambda p, sharp: generator.apply(p, sharp).astype(jnp.float32))
+  random_g = cyclegan.code_dim(trained.config) > 0 or \
+      trained.config.model.get("generator", "resnet") != "resnet"
+  pair_key = jax.random.key(config.seed)
+
+  @compilation.jit
+  def blur(p, sharp, indices):
+    if not random_g:
+      return generator.apply(p, sharp).astype(jnp.float32)
+    # Each pair's z and noise depend only on its index: a resumed synthesis writes the same.
+    keys = jax.vmap(lambda index: jax.random.fold_in(pair_key, index))(indices)
+    codes, _ = jax.vmap(lambda key: cyclegan.generator_randomness(trained.config, key, 1))(keys)
+    noise_keys = jax.vmap(lambda key: jax.random.fold_in(key, 1))(keys)
+    return generator.apply(p, sharp, None if codes is None else codes[:, 0],
+                           noise_keys).astype(jnp.float32)
 
   source = factory.make_source(config.source)
   count = len(source) if config.max_images <= 0 else min(config.max_images, len(source))
@@ -102,7 +121,8 @@ def synthesize(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -
         continue
       sharp = np.stack(sharp)
       padded = np.concatenate([sharp, np.repeat(sharp[-1:], batch_size - len(indices), 0)])
-      blurred = np.asarray(blur(params, padded))[:len(indices)]
+      padded_indices = np.asarray(indices + [indices[-1]] * (batch_size - len(indices)))
+      blurred = np.asarray(blur(params, padded, padded_indices))[:len(indices)]
       for index, sharp_image, blurred_image in zip(indices, sharp, blurred, strict=True):
         pending.append(writers.submit(_write_pair, *pair_paths(output, split_of[index], index),
                                       sharp_image, blurred_image))

@@ -8,8 +8,9 @@ generator, so the remaining stages draw the same numbers either way.
 import numpy as np
 import pytest
 
+from faceblur import blur_realism
 from faceblur.data import camera_blur, demo
-from faceblur.evaluate import blur_realism, classical
+from faceblur.evaluate import classical
 
 CameraModel = camera_blur.CameraModel
 # No noise, no tone S-curve, no JPEG: only the optics (shake and defocus) and the sRGB curves.

@@ -13,8 +13,8 @@ import scipy.ndimage
 import skimage.data
 import skimage.transform
 
+from faceblur import blur_realism
 from faceblur.errors import DataError
-from faceblur.evaluate import blur_realism
 
 NOISE_SIGMA = 0.01
 

@@ -27,7 +27,7 @@ import numpy as np
 import scipy.ndimage
 
 from faceblur.errors import DataError
-from faceblur.evaluate.classical import luma
+from faceblur.images import luma
 
 MIN_IMAGE_SIDE = 16
 # Radial frequency bands (cycles/px), log-spaced from 0.03 (the first zero of a 33 px motion

@@ -1,0 +1,117 @@
+"""A sharp -> blurred generator that can only blur: G(sharp, z) predicts a blur, not pixels.
+
+A CycleGAN's image-to-image G is free to paint any output, and the sharp -> blurred ->
+sharp cycle then rewards a mild, invertible blur that hides the sharp face in a faint
+high-frequency signal (Chu et al. 2017). This G cannot: from a random code z alone (never
+from the image, so no content can leak into the blur) it predicts
+
+* a non-negative blur kernel that sums to 1 (a softmax over a k x k grid), applied to the
+  sharp image in linear light, where a camera integrates photons; and
+* the two parameters (a, b) of signal-dependent sensor noise, variance a * y + b in linear
+  light, the Gaussian approximation of Poisson-Gaussian noise,
+
+then re-encodes to sRGB. Its output is therefore a convex blend of the input's pixels (in
+linear light) plus zero-mean noise, and adds no energy above the input's spectrum beyond the
+noise: it is the degradation model of PDM (Luo et al., CVPR 2022) and KernelGAN (Bell-Kligler
+et al., NeurIPS 2019), with RSBlur's (Rim et al., ECCV 2022) linear light and
+signal-dependent noise. Not modelled: a tone curve, JPEG, blur that varies across the frame.
+
+Adam moves each parameter by about the learning rate per step, so logits of a few units
+would take tens of thousands of steps at CycleGAN's 2e-4; the heads' outputs are therefore
+scaled by `head_scale` (the runtime weight scaling of Karras et al.'s equalised learning
+rate). The kernel starts as a Gaussian of `initial_sigma` px.
+"""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+_SRGB_KNEE = 0.04045
+
+
+def srgb_to_linear(srgb: jax.Array) -> jax.Array:
+  """The sRGB EOTF, with a gradient that stays finite at 0."""
+  srgb = jnp.clip(srgb, 0.0, 1.0)
+  curve = ((jnp.maximum(srgb, _SRGB_KNEE) + 0.055) / 1.055) ** 2.4
+  return jnp.where(srgb <= _SRGB_KNEE, srgb / 12.92, curve)
+
+
+def linear_to_srgb(linear: jax.Array) -> jax.Array:
+  """The sRGB OETF (the inverse of `srgb_to_linear`), input clipped to [0, 1]."""
+  linear = jnp.clip(linear, 0.0, 1.0)
+  curve = 1.055 * jnp.maximum(linear, 0.0031308) ** (1 / 2.4) - 0.055
+  return jnp.where(linear <= 0.0031308, linear * 12.92, curve)
+
+
+def blur_each(images: jax.Array, kernels: jax.Array) -> jax.Array:
+  """Each image (N, H, W, C) convolved with its own kernel (N, k, k), edges mirrored.
+
+  One depthwise convolution over the batch folded into channels, so the whole batch is one
+  call whatever N is.
+  """
+  n, height, width, channels = images.shape
+  size = kernels.shape[-1]
+  pad = size // 2
+  padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="symmetric")
+  stacked = jnp.moveaxis(padded, 0, 2).reshape(1, height + 2 * pad, width + 2 * pad,
+                                               n * channels)
+  # Correlation with the flipped kernel is convolution with the kernel.
+  filters = jnp.repeat(kernels[:, ::-1, ::-1], channels, axis=0)  # (N*C, k, k)
+  filters = jnp.moveaxis(filters, 0, -1)[:, :, None, :]  # HWIO with I=1, O=N*C
+  blurred = jax.lax.conv_general_dilated(
+      stacked, filters.astype(stacked.dtype), (1, 1), "VALID",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=n * channels)
+  return jnp.moveaxis(blurred.reshape(height, width, n, channels), 2, 0)
+
+
+class KernelBlurGenerator(nnx.Module):
+  """G(sharp, z): a per-image blur kernel and noise level predicted from the code z.
+
+  `code_dim` is z's size (z ~ N(0, I), drawn by the caller); `kernel_size` the kernel's
+  side (odd), which bounds the blur's extent.
+  """
+
+  def __init__(self, *, kernel_size: int = 21, code_dim: int = 8, hidden: int = 64,
+               head_scale: float = 20.0, initial_sigma: float = 1.0,
+               initial_photons: float = 1000.0, initial_read_noise: float = 0.002,
+               rngs: nnx.Rngs):
+    if kernel_size % 2 != 1 or kernel_size < 1:
+      raise ValueError(f"kernel_size={kernel_size} must be odd and positive")
+    self.kernel_size, self.code_dim, self.head_scale = kernel_size, code_dim, head_scale
+    self.hidden = nnx.Linear(code_dim, hidden, rngs=rngs)
+    small = nnx.initializers.normal(1e-3)
+    self.kernel_head = nnx.Linear(hidden, kernel_size * kernel_size, kernel_init=small,
+                                  rngs=rngs)
+    self.noise_head = nnx.Linear(hidden, 2, kernel_init=small, rngs=rngs)
+    offsets = jnp.arange(kernel_size) - kernel_size // 2
+    radius2 = (offsets[:, None] ** 2 + offsets[None, :] ** 2).reshape(-1)
+    self.kernel_head.bias[...] = -radius2 / (2 * initial_sigma ** 2) / head_scale
+    # log a (1 / photons at white) and log b (read-noise variance), over head_scale.
+    self.noise_head.bias[...] = jnp.array(
+        [-jnp.log(initial_photons), 2 * jnp.log(initial_read_noise)]) / head_scale
+
+  def blur_parameters(self, codes: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Codes (N, code_dim) -> kernels (N, k, k) (non-negative, each sums to 1) and noise
+    parameters (N, 2): a and b of the variance a * y + b in linear light."""
+    hidden = jax.nn.relu(self.hidden(codes.astype(jnp.float32)))
+    logits = self.head_scale * self.kernel_head(hidden)
+    kernels = jax.nn.softmax(logits, axis=-1).reshape(-1, self.kernel_size, self.kernel_size)
+    noise = jnp.exp(self.head_scale * self.noise_head(hidden))
+    return kernels, noise
+
+  def __call__(self, images: jax.Array, codes: jax.Array | None = None,
+               noise_keys: jax.Array | None = None) -> jax.Array:
+    """(N, H, W, 3) in [0, 1] -> blurred float32 [0, 1]. `codes=None`: z = 0 (the mean blur);
+    `noise_keys` (one key per image), None: no noise."""
+    images = images.astype(jnp.float32)
+    n = images.shape[0]
+    if codes is None:
+      codes = jnp.zeros((n, self.code_dim), jnp.float32)
+    kernels, noise = self.blur_parameters(codes)
+    blurred = blur_each(srgb_to_linear(images), kernels)
+    if noise_keys is not None:
+      variance = noise[:, 0, None, None, None] * jnp.clip(blurred, 0.0, 1.0) \
+          + noise[:, 1, None, None, None]
+      normal = jax.vmap(lambda key: jax.random.normal(key, images.shape[1:]))(noise_keys)
+      blurred = blurred + jnp.sqrt(variance) * normal
+    return linear_to_srgb(blurred)
