@@ -104,7 +104,7 @@ def realism_table(report: dict) -> str | None:
 
 
 # report.json's difference keys -> (column title, digits); detection titles name the detector.
-DIFFERENCE_COLUMNS = {"psnr": ("ΔPSNR dB", 2), "ssim": ("ΔSSIM", 3),
+DIFFERENCE_COLUMNS = {"psnr": ("ΔPSNR dB", 2), "ssim": ("ΔSSIM", 4),
                       "identity_distance": ("Δidentity distance (lower = closer)", 3),
                       "detection": ("Δdetection {first}, any face", 2),
                       "detection_iou": ("Δdetection {first}, IoU ≥ 0.5", 2),
