@@ -136,3 +136,6 @@ def add_oracle(config: ml_collections.ConfigDict, size: int) -> None:
                    "evaluate")
   config.evaluate.methods.oracle = evaluate.method(
       "srn", label="Oracle: SRN on the test's own camera blur", stage="srn_oracle")
+  # How far ours is from the oracle, the oracle's own gain, and (from both with "ours-blurred")
+  # the share of the oracle's gain that ours recovers.
+  config.evaluate.comparisons = (*config.evaluate.comparisons, "ours-oracle", "oracle-blurred")

@@ -50,6 +50,9 @@ def get_config(arg: str = "paired_folder") -> ml_collections.ConfigDict:
   config.identity = True
   config.identity_max_images = 0
   config.identity_test_sets = ()
+  # Paired differences "a-b" (two method names, or `blurred`): per paired set and metric, the
+  # mean per-face difference a - b with its 95 % paired bootstrap interval, in both reports.
+  config.comparisons = ()
   config.num_grid_images = 6
   config.output = ""           # default: the workdir
   config.model = ml_collections.ConfigDict()

@@ -89,3 +89,19 @@ def test_oracle_budget_tool_trains_the_demos_oracle_alone():
   assert train.max_shake == demo.CAMERA_SHAKE
   assert train.base.to_dict() == demo_config.synthesize.source.to_dict()
   assert test_spec.to_dict() == demo_config.evaluate.test_sets.camera_blurred.to_dict()
+
+
+@pytest.mark.parametrize("arg", ["", "oracle"])
+def test_the_demos_comparisons_name_its_methods(arg):
+  """Every comparison the pipeline configs ask for parses against their methods (a renamed
+  method would otherwise fail only at the end of a whole pipeline run)."""
+  from configs import demo
+  from faceblur.evaluate import comparisons
+
+  evaluation = demo.get_config(arg).evaluate
+  pairs = comparisons.parse(evaluation.comparisons, ["blurred", *evaluation.methods])
+  expected = [("ours", "blurred"), ("ours", "srn_kernel")]
+  if arg == "oracle":
+    expected += [("ours", "oracle"), ("oracle", "blurred")]
+  assert pairs == expected
+  assert pipeline_config.get_config().evaluate.comparisons == ("ours-blurred", "ours-srn_kernel")

@@ -5,6 +5,9 @@ Table 3 (identity preservation, `faceblur.evaluate.identity`) on the paired sets
 Table 2 counts with two rules (`faceblur.evaluate.detection_protocol`): any face found, and the
 ground truth's face found (IoU >= 0.5 with the detector's box on the ground-truth image); with
 `second_detector`, a second detector's rates too, so the table does not rest on one detector.
+Each comparison "a-b" in `comparisons` adds, per paired set, the mean per-face difference of
+every metric with its paired bootstrap interval (`faceblur.evaluate.comparisons`): the tables
+give means, the intervals say which gaps the choice of test faces could not erase.
 
 Writes into the output folder: report.md and report.json (both tables, image counts, the
 detector and its threshold, versions, wall time), one figure per test set like the paper's
@@ -34,7 +37,13 @@ from tqdm import tqdm
 from faceblur import blur_realism, detectors, metrics
 from faceblur.data import augment, factory
 from faceblur.errors import ConfigError, DataError, FaceblurError, ImageReadError
-from faceblur.evaluate import classical, detection_protocol, identity
+from faceblur.evaluate import (
+  classical,
+  comparisons,
+  detection_protocol,
+  identity,
+  intervals,
+)
 from faceblur.evaluate.report import write_reports
 from faceblur.image_grid import save_grid
 from faceblur.images import as_rgb
@@ -203,6 +212,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
   if unknown:
     raise ConfigError(f"evaluate.identity_test_sets names {', '.join(unknown)}, not among "
                              f"test_sets ({', '.join(config.test_sets)})")
+  # `blurred` is a column whether or not it is configured as a method (the pipeline does).
+  column_names = ["blurred", *(name for name in config.methods if name != "blurred")]
+  pairs = comparisons.parse(config.get("comparisons", ()), column_names)
   output = pathlib.Path(config.output) if config.output else pathlib.Path(workdir)
   output.mkdir(parents=True, exist_ok=True)
   detector = detectors.make_detector(config.detector, threshold=config.detector_threshold)
@@ -217,6 +229,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
                   "second_detector": second_detector and {
                       "name": second_detector.name, "description": second_detector.describe()},
                   "identity": identity.report_header(descriptor) if descriptor else None,
+                  "intervals": {"method": "paired percentile bootstrap over the faces",
+                                "num_resamples": intervals.NUM_RESAMPLES,
+                                "confidence": intervals.CONFIDENCE},
                   "skipped": []}
   resume = output / "resume"
 
@@ -264,6 +279,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
                for column, images in columns.items()})
         extra_cells = _merge_cells(extra_cells, detection_protocol.csv_cells(
             second, suffix=f"_{second_detector.name}"))
+      scored = None
       if descriptor is not None and (not config.identity_test_sets
                                      or set_name in config.identity_test_sets):
         scored = identity.score_set(
@@ -285,6 +301,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
                   f"{method.name}_detected": found[method.name][index]}
         rows.append(row | extra_cells[index])
       _write_csv(output / f"per_image_{set_name}.csv", rows)
+      scores = _per_face_scores(quality, data, config.y_channel, found_blurred, found, protocol,
+                                second, scored) if pairs else {}
       figure = output / f"figure_{set_name}.png"
       _figure(figure, data, restored, methods, boxes_truth, boxes_blurred, boxes,
               config.num_grid_images)
@@ -299,7 +317,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
           "second_detector": second and {"detection": second["any_face"],
                                          "detection_iou": second["iou"]},
           "figure": figure.name, "per_image_csv": f"per_image_{set_name}.csv",
+          "differences": comparisons.differences(scores, pairs),
       }
+      share = comparisons.oracle_share(scores, pairs)
+      if share is not None:
+        report["test_sets"][set_name]["oracle_share"] = share
 
     if config.real_blurred.kind:
       source = factory.make_source(config.real_blurred)
@@ -354,6 +376,30 @@ def _installed(name: str) -> bool:
 def _merge_cells(cells: list[dict], more: list[dict]) -> list[dict]:
   """Per-image CSV cells side by side; `more` may cover only the first images."""
   return [row | (more[index] if index < len(more) else {}) for index, row in enumerate(cells)]
+
+
+def _per_face_scores(quality, data, y_channel, found_blurred, found, protocol, second,
+                     scored) -> dict:
+  """Each metric's per-face scores by column, as the per-image CSV holds them: the input of the
+  paired differences. A later entry for a column overrides an earlier one, as in the CSV
+  (a method named `blurred` over the blurred input's own detection)."""
+  psnr = {name: q["per_image"][0] for name, q in quality.items()}
+  ssim = {name: q["per_image"][1] for name, q in quality.items()}
+  if "blurred" not in quality:  # not configured as a method: score the input itself
+    psnr["blurred"], ssim["blurred"] = _quality(data["blurred"], data["sharp"], y_channel)
+  scores = {"psnr": psnr, "ssim": ssim}
+  if scored is not None:
+    scores["identity_distance"] = scored.distances
+  scores["detection"] = {"blurred": found_blurred} | found
+  for key, rules in (("", protocol), ("second_detector_", second)):
+    if rules is None:
+      continue
+    columns = {column: per_image for column, per_image in rules["per_image"].items()
+               if column != "ground_truth"}
+    if key:
+      scores[f"{key}detection"] = {column: any_face for column, (any_face, _) in columns.items()}
+    scores[f"{key}detection_iou"] = {column: iou for column, (_, iou) in columns.items()}
+  return scores
 
 
 def _quality(restored, sharp, y_channel: bool):

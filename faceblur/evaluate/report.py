@@ -103,6 +103,65 @@ def realism_table(report: dict) -> str | None:
                  "real-vs-synthetic classifier accuracy (0.5 = indistinguishable)"], rows)
 
 
+# report.json's difference keys -> (column title, digits); detection titles name the detector.
+DIFFERENCE_COLUMNS = {"psnr": ("ΔPSNR dB", 2), "ssim": ("ΔSSIM", 4),
+                      "identity_distance": ("Δidentity distance (lower = closer)", 3),
+                      "detection": ("Δdetection {first}, any face", 2),
+                      "detection_iou": ("Δdetection {first}, IoU ≥ 0.5", 2),
+                      "second_detector_detection": ("Δdetection {second}, any face", 2),
+                      "second_detector_detection_iou": ("Δdetection {second}, IoU ≥ 0.5", 2)}
+
+
+def _interval(entry: dict | None, digits: int, signed: bool = True) -> str:
+  """'+0.41 [+0.22, +0.60]'; '-' where the metric was not scored or no face had a value."""
+  if not entry or entry["mean"] is None:
+    return "-"
+  sign = "+" if signed else ""
+  low, high = ("?" if value is None else f"{value:{sign}.{digits}f}"
+               for value in (entry["low"], entry["high"]))
+  return f"{entry['mean']:{sign}.{digits}f} [{low}, {high}]"
+
+
+def differences_table(report: dict) -> str | None:
+  """One row per test set and comparison, one column per metric any row has."""
+  sets = {name: entry.get("differences") or {} for name, entry in report["test_sets"].items()}
+  present = {metric for compared in sets.values() for values in compared.values()
+             for metric in values}
+  shown = [metric for metric in DIFFERENCE_COLUMNS if metric in present]
+  if not shown:
+    return None
+  detectors = {"first": report.get("detector_name", "detector"),
+               "second": (report.get("second_detector") or {}).get("name", "second detector")}
+  header = ["Test set", "a − b"] + [DIFFERENCE_COLUMNS[m][0].format(**detectors) for m in shown]
+  rows = []
+  for name, compared in sets.items():
+    for comparison, values in compared.items():
+      first, second = comparison.split("-")
+      rows.append([name, f"{first} − {second}"]
+                  + [_interval(values.get(m), DIFFERENCE_COLUMNS[m][1]) for m in shown])
+  return _table(header, rows)
+
+
+def differences_notes(report: dict) -> list[str]:
+  """How to read the differences table, and each set's oracle share."""
+  settings = report.get("intervals") or {}
+  lines = [f"Each cell: the mean over the faces of the per-face difference a − b, and its "
+           f"{settings.get('confidence', 0.95) * 100:g} % percentile bootstrap interval "
+           f"({settings.get('num_resamples', 10_000):,} resamples of the faces, each face's "
+           "pair kept together; faces a metric could not score are left out). A difference is "
+           "a claim only when its interval excludes 0. Identity distance is reported as a − b "
+           "too: lower is closer to the ground truth, so a negative difference favours a. "
+           "Detection: the difference in success rate, each face counting 0 or 1."]
+  for name, entry in report["test_sets"].items():
+    share = entry.get("oracle_share")
+    if share:
+      lines += ["", f"Oracle share on {name}: ours recovers {_interval(share, 2, signed=False)} "
+                    "of the oracle's PSNR gain over the blurred input (mean(ours − blurred) / "
+                    f"mean(oracle − blurred) over {share['count']} faces; interval: the ratio "
+                    "of means on each resample)."]
+  return lines
+
+
 def markdown(report: dict) -> str:
   parts = ["# faceblur evaluation", "",
            "## Table 1: restoration quality (PSNR dB / SSIM, RGB in [0, 1])", "", table1(report),
@@ -119,6 +178,10 @@ def markdown(report: dict) -> str:
               "face box comes from the ground-truth image, so a face is scored even where "
               "detection fails on the blurred or restored one; faces scored: those the box "
               "was found for.", ""]
+  differences = differences_table(report)
+  if differences:
+    parts += ["## Paired differences (mean [95 % bootstrap CI over the faces])", "", differences,
+              "", *differences_notes(report), ""]
   realism = realism_table(report)
   if realism:
     parts += ["## Blur realism: synthetic blur vs the real blurred photos", "", realism, "",

@@ -6,6 +6,7 @@ the faces and not the noise, an unreadable file is skipped, counted and makes th
 once the report is written, and an interrupted evaluation resumes from what it restored.
 """
 
+import csv
 import json
 import os
 import signal
@@ -20,8 +21,8 @@ from configs import common
 from configs import evaluate as evaluate_config
 from faceblur import metrics
 from faceblur.data import demo
-from faceblur.errors import FaceblurError, Interrupted
-from faceblur.evaluate import evaluation
+from faceblur.errors import ConfigError, FaceblurError, Interrupted
+from faceblur.evaluate import evaluation, intervals
 
 NUM_FACES, NUM_NOISE = 3, 2
 
@@ -121,3 +122,94 @@ def test_the_job_warns_once_per_unreadable_file_and_exits_non_zero(tmp_path):
   warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
   assert len(warnings) == 1 and "0.png" in warnings[0], result.stderr[-2000:]
   assert json.loads((tmp_path / "out" / "report.json").read_text())["skipped"]
+
+
+def _towards_truth(truth_of: dict, share: float):
+  """A stub method that moves each blurred test image `share` of the way to its ground truth:
+  a known PSNR gain on every face without a network."""
+  def restore(image):
+    truth = truth_of[np.round(image * 255).astype(np.uint8).tobytes()]
+    return (1 - share) * image + share * truth
+  return lambda spec: restore
+
+
+def _csv_values(rows: list[dict], column: str) -> np.ndarray:
+  """A per-image CSV column as floats: True/False as 1/0, an empty cell (not scored) as NaN."""
+  cells = {"True": 1.0, "False": 0.0, "": np.nan}
+  return np.asarray([cells[row[column]] if row[column] in cells else float(row[column])
+                     for row in rows])
+
+
+def test_paired_differences_are_the_bootstrap_of_the_per_image_columns(tmp_path, monkeypatch):
+  """`ours` and `oracle` move each face a quarter and half of the way to its ground truth; the
+  blurred input is not a configured method, yet a column. Every difference in report.json is
+  `paired_difference` of the per-image CSV's columns; the oracle share is their ratio."""
+  sharp, blurred = _write_test_set(tmp_path / "set")
+  truth_of = {b.tobytes(): s.astype(np.float32) / 255 for b, s in zip(blurred, sharp, strict=True)}
+  monkeypatch.setitem(evaluation.METHODS._entries, "quarter", _towards_truth(truth_of, 0.25))
+  monkeypatch.setitem(evaluation.METHODS._entries, "half", _towards_truth(truth_of, 0.5))
+  config = _config(tmp_path / "set", tmp_path / "out")
+  config.methods = ml_collections.ConfigDict(dict(
+      ours=evaluate_config.method("quarter"), oracle=evaluate_config.method("half")))
+  config.comparisons = ("ours-blurred", "ours-oracle", "oracle-blurred")
+  evaluation.evaluate(config, tmp_path)
+
+  report = json.loads((tmp_path / "out" / "report.json").read_text())
+  entry = report["test_sets"]["tiny"]
+  with open(tmp_path / "out" / "per_image_tiny.csv") as handle:
+    rows = list(csv.DictReader(handle))
+  quality = [(metrics.psnr(b[None] / 255.0, s[None] / 255.0)[0],
+              metrics.ssim(b[None] / 255.0, s[None] / 255.0)[0])
+             for b, s in zip(blurred, sharp, strict=True)]
+  per_face = {f"blurred_{metric}": np.asarray([q[index] for q in quality], np.float64)
+              for index, metric in enumerate(("psnr", "ssim"))}
+
+  def values(column: str, suffix: str) -> np.ndarray:
+    key = f"{column}_{suffix}"
+    return per_face[key] if key in per_face else _csv_values(rows, key)
+
+  suffixes = {"psnr": "psnr", "ssim": "ssim", "identity_distance": "identity_distance",
+              "detection": "detected", "detection_iou": "detected_iou",
+              "second_detector_detection": "detected_dlib_hog",
+              "second_detector_detection_iou": "detected_iou_dlib_hog"}
+  assert list(entry["differences"]) == ["ours-blurred", "ours-oracle", "oracle-blurred"]
+  for comparison, compared in entry["differences"].items():
+    first, second = comparison.split("-")
+    assert list(compared) == list(suffixes)
+    for metric, suffix in suffixes.items():
+      expected = intervals.paired_difference(values(first, suffix), values(second, suffix))
+      got = compared[metric]
+      assert got["count"] == expected.count, (comparison, metric)
+      assert [got["mean"], got["low"], got["high"]] == pytest.approx(
+          [expected.mean, expected.low, expected.high], abs=2e-4), (comparison, metric)
+  # Moving towards the truth raises PSNR on every face: a claim; the noise images have no face
+  # box, so identity distances cover only the faces.
+  assert entry["differences"]["ours-blurred"]["psnr"]["low"] > 0
+  assert entry["differences"]["ours-blurred"]["identity_distance"]["count"] == NUM_FACES
+  share = intervals.paired_ratio(values("ours", "psnr") - values("blurred", "psnr"),
+                                 values("oracle", "psnr") - values("blurred", "psnr"))
+  assert [entry["oracle_share"][k] for k in ("mean", "low", "high")] == pytest.approx(
+      [share.mean, share.low, share.high], abs=1e-4)
+  assert entry["oracle_share"]["count"] == NUM_FACES + NUM_NOISE
+  # A quarter of the way leaves 3/4 of the error (+20 log10(4/3) dB), half way 1/2 (+20 log10 2).
+  assert entry["oracle_share"]["mean"] == pytest.approx(np.log(4 / 3) / np.log(2), abs=1e-4)
+
+  markdown = (tmp_path / "out" / "report.md").read_text()
+  section = markdown.split("## Paired differences (mean [95 % bootstrap CI over the faces])")[1]
+  psnr = entry["differences"]["ours-blurred"]["psnr"]
+  assert f"| tiny | ours − blurred | {psnr['mean']:+.2f} [{psnr['low']:+.2f}, " \
+         f"{psnr['high']:+.2f}] |" in section
+  assert "a claim only when its interval excludes 0" in section
+  assert f"Oracle share on tiny: ours recovers {share.mean:.2f} [" in section
+
+
+def test_a_comparison_of_an_unconfigured_method_is_one_config_error(tmp_path):
+  config = _config(tmp_path / "set", tmp_path / "out")
+  config.comparisons = ("again-blurred", "ours-blurred")
+  with pytest.raises(ConfigError, match=r"^evaluate.comparisons names ours, not among the "
+                                        r"methods \(blurred, again\)$"):
+    evaluation.evaluate(config, tmp_path)
+  config.comparisons = ("again_blurred",)
+  with pytest.raises(ConfigError, match="evaluate.comparisons has 'again_blurred'; write each"):
+    evaluation.evaluate(config, tmp_path)
+  assert not (tmp_path / "out").exists()  # refused before anything is loaded or written
