@@ -24,13 +24,13 @@ VARIANTS = {
     # The CNN G with the steganography channel narrowed: resize-convolution upsampling, a
     # random code with a mode-seeking term, noise on G(sharp) before F in the cycle.
     "cnn_code": {"model.upsample": "resize", "model.code_dim": 8,
-                 "loss.cycle_noise_std": 3 / 255, "loss.diversity_weight": 0.1},
+                 "loss.cycle_noise_std": 3 / 255, "loss.diversity_weight": 1.0},
     # A G that can only blur (faceblur.models.blur_generator), trained adversarially alone
     # as PDM is: no sharp -> blurred -> sharp cycle and no identity term (both reward a mild
     # blur), and the blurred -> sharp -> blurred cycle trains F only.
     "kernel_blur": {"model.generator": "kernel_blur", "model.code_dim": 8,
                     "loss.forward_cycle_weight": 0.0, "loss.identity_weight": 0.0,
-                    "loss.cycle_updates_g": False, "loss.diversity_weight": 0.1},
+                    "loss.cycle_updates_g": False, "loss.diversity_weight": 1.0},
 }
 
 

@@ -61,7 +61,8 @@ def test_demo_oracle_trains_a_third_srn_on_the_test_blur_and_evaluates_it(tmp_pa
   assert oracle.data.train.max_shake == config.evaluate.test_sets.camera_blurred.max_shake
   assert oracle.data.train.seed != config.evaluate.test_sets.camera_blurred.seed
   assert config.evaluate.methods.oracle.workdir == str(tmp_path / "srn_oracle")
-  assert "srn_oracle" not in demo.get_config()
+  assert "srn_oracle" in demo.get_config()  # the oracle runs by default
+  assert "srn_oracle" not in demo.get_config("no_oracle")
   with pytest.raises(ValueError, match="unknown configs/demo.py argument 'oracl'"):
     demo.get_config("oracl")
 
@@ -91,7 +92,7 @@ def test_oracle_budget_tool_trains_the_demos_oracle_alone():
   assert test_spec.to_dict() == demo_config.evaluate.test_sets.camera_blurred.to_dict()
 
 
-@pytest.mark.parametrize("arg", ["", "oracle"])
+@pytest.mark.parametrize("arg", ["", "oracle", "no_oracle"])
 def test_the_demos_comparisons_name_its_methods(arg):
   """Every comparison the pipeline configs ask for parses against their methods (a renamed
   method would otherwise fail only at the end of a whole pipeline run)."""
@@ -101,7 +102,7 @@ def test_the_demos_comparisons_name_its_methods(arg):
   evaluation = demo.get_config(arg).evaluate
   pairs = comparisons.parse(evaluation.comparisons, ["blurred", *evaluation.methods])
   expected = [("ours", "blurred"), ("ours", "srn_kernel")]
-  if arg == "oracle":
+  if arg != "no_oracle":  # the oracle runs by default
     expected += [("ours", "oracle"), ("oracle", "blurred")]
   assert pairs == expected
   assert pipeline_config.get_config().evaluate.comparisons == ("ours-blurred", "ours-srn_kernel")
