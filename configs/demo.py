@@ -33,7 +33,7 @@ from configs import cyclegan as cyclegan_config
 
 CAMERA_SHAKE = 0.1  # the camera's shake path, as a fraction of the face's side: tools/world_sweep.py's rule
 STRONG_CAMERA_SHAKE = 0.4  # the `camera_blurred_strong` test set: reported, not a target
-STAGE1_VARIANT = "paper"  # configs/cyclegan.py VARIANTS
+STAGE1_VARIANT = "kernel_blur"  # configs/cyclegan.py VARIANTS (tools/select_stage1.py)
 ARGUMENTS = ("", "tiny", "oracle", "no_oracle", *(f"stage1={name}" for name in
                                                   cyclegan_config.VARIANTS))
 
