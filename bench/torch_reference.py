@@ -334,5 +334,29 @@ class SRNStep:
     return self.losses["loss"]
 
 
+def step_from_config(stage: str, config, *, resize: str = "tf1"):
+  """The step of `stage` ("cyclegan" or "srn") with the networks, losses and pool a faceblur
+  stage config builds (its `model`, `loss`, `pool_size` and learning rate), so that the
+  benchmarks time the same networks at any config's widths and depths (`configs/demo.py`'s as
+  well as the reference's). `resize` is SRN's pyramid resize: the official code's 'tf1' by
+  default, or faceblur's 'half_pixel' (the parameters are the same either way)."""
+  model = config.model
+  if stage == "cyclegan":
+    loss = config.loss
+    return CycleGANStep(model.num_blocks, model.features, loss.cycle_weight, loss.identity_weight,
+                        config.pool_size, critic_width=model.disc_features,
+                        critic_layers=model.disc_layers, real_label=loss.real_label,
+                        residual=model.get("residual", False))
+  if stage != "srn":
+    raise ValueError(f"unknown stage {stage!r}; choose cyclegan or srn")
+  if model.channels != 3 or model.scale_ratio != 0.5:
+    raise ValueError("the PyTorch SRN is colour with a scale ratio of 0.5")
+  return SRNStep(model.features, use_lstm=model.use_lstm, resize=resize,
+                 residual=model.get("residual", False),
+                 scale_weights=tuple(config.loss.scale_weights),
+                 lstm_clip_norm=config.optimizer.lstm_grad_clip_norm,
+                 learning_rate=config.optimizer.learning_rate)
+
+
 def parameter_count(step) -> int:
   return sum(p.numel() for network in step.networks().values() for p in network.parameters())

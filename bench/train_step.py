@@ -1,16 +1,22 @@
 """Images/s of one train step per stage, faceblur against a PyTorch re-implementation.
 
   python bench/train_step.py                       # the reference shapes (slow on a CPU)
+  python bench/train_step.py --shapes=demo         # configs/demo.py's networks and batches
   python bench/train_step.py --size=64 --repeats=3 # quick look
   python bench/train_step.py --frameworks=faceblur # without torch installed
 
-Shapes (issue 5): CycleGAN ResNet-9 at 256 px, batch 1 and 4; SRN at 256 px crops, batch 4
-and 16. For faceblur: the jitted step of the training code and its compile time. For PyTorch
+Shapes: `--shapes=reference` (issue 5, the default): CycleGAN ResNet-9 at 256 px, batch 1 and
+4; SRN at 256 px crops, batch 4 and 16. `--shapes=demo` and `--shapes=study` (issue 25) take
+each stage's networks (widths, blocks, residual option), crop size and batch size from
+`configs/demo.py` or `configs/study.py` (the `cyclegan` and `srn` stages of `get_config()`),
+so the benchmark follows those configs; `--size` and the batch flags override them. For
+faceblur: the jitted step of the training code and its compile time. For PyTorch
 (`bench/torch_reference.py`, eager, as the official code runs): the same networks, losses and
-optimisers, timed in both memory layouts, NCHW (the reference code's) and channels_last
-(often faster on CPUs); the ratio is against the faster of the two (issue 17). Each case runs
-in a fresh process, so peak memory is per case and the frameworks never share the CPU's
-threads. One JSON line per case, then a table with faceblur / faster PyTorch in images/s
+optimisers, built from the same config (`torch_reference.step_from_config`), timed in both
+memory layouts, NCHW (the reference code's) and channels_last (often faster on CPUs); the
+ratio is against the faster of the two (issue 17). Each case runs in a fresh process, so peak
+memory is per case and the frameworks never share the CPU's threads. One JSON line per case,
+then a table with faceblur / faster PyTorch in images/s
 (> 1: faceblur faster).
 
 FLOP/s come from the networks' own FLOPs (`bench.common.train_step_flops`: convolutions
@@ -50,15 +56,26 @@ from bench.common import (  # noqa: E402
   train_step_flops,
 )
 from configs import cyclegan as cyclegan_config  # noqa: E402
+from configs import demo as demo_config  # noqa: E402
 from configs import srn as srn_config  # noqa: E402
+from configs import study as study_config  # noqa: E402
 from faceblur.ops import compilation  # noqa: E402
 from faceblur.train import cyclegan, partitioning, srn  # noqa: E402
 from faceblur.train import state as state_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("size", 256, "Crop size in pixels.")
-flags.DEFINE_list("cyclegan_batches", ["1", "4"], "CycleGAN batch sizes.")
-flags.DEFINE_list("srn_batches", ["4", "16"], "SRN batch sizes.")
+SHAPES = ("reference", "demo", "study")
+REFERENCE_SIZE = 256
+REFERENCE_BATCHES = {"cyclegan": ["1", "4"], "srn": ["4", "16"]}
+flags.DEFINE_enum("shapes", "reference", SHAPES, "Whose networks, crops and batches: the "
+                  "reference configs' (configs/cyclegan.py, configs/srn.py; 256 px) or those of "
+                  "configs/demo.py or configs/study.py.")
+flags.DEFINE_integer("size", None, "Crop size in pixels (default: 256 for the reference "
+                     "shapes, each stage's config.data.crop_size otherwise).")
+flags.DEFINE_list("cyclegan_batches", None, "CycleGAN batch sizes (default: 1,4 for the "
+                  "reference shapes, the config's batch_size otherwise).")
+flags.DEFINE_list("srn_batches", None, "SRN batch sizes (default: 4,16 for the reference "
+                  "shapes, the config's batch_size otherwise).")
 flags.DEFINE_integer("warmup", 1, "Untimed steps after compilation.")
 flags.DEFINE_integer("repeats", 5, "Timed steps (the median is reported).")
 flags.DEFINE_bool("mixed_precision", False, "bfloat16 activations (PyTorch: autocast bf16).")
@@ -74,8 +91,34 @@ flags.DEFINE_string("case", None, "Internal: run one 'framework:stage:batch[:lay
                     "and exit.")
 
 
+def shapes_config(stage: str, shapes: str):
+  """`stage`'s config as `shapes` names it, before the benchmark's overrides."""
+  if shapes == "reference":
+    return cyclegan_config.get_config() if stage == "cyclegan" else srn_config.get_config()
+  pipeline = {"demo": demo_config, "study": study_config}[shapes].get_config()
+  return pipeline[stage]
+
+
+def crop_size(stage: str) -> int:
+  """`--size`, else the shapes' crop size for `stage`."""
+  if FLAGS.size:
+    return FLAGS.size
+  if FLAGS.shapes == "reference":
+    return REFERENCE_SIZE
+  return shapes_config(stage, FLAGS.shapes).data.crop_size
+
+
+def batch_sizes(stage: str) -> list[int]:
+  """The batch flag of `stage`, else the shapes' batch sizes."""
+  batches = FLAGS.cyclegan_batches if stage == "cyclegan" else FLAGS.srn_batches
+  if batches is None:
+    batches = (REFERENCE_BATCHES[stage] if FLAGS.shapes == "reference"
+               else [shapes_config(stage, FLAGS.shapes).batch_size])
+  return [int(batch) for batch in batches]
+
+
 def stage_config(stage: str, size: int):
-  config = cyclegan_config.get_config() if stage == "cyclegan" else srn_config.get_config()
+  config = shapes_config(stage, FLAGS.shapes)
   config.mixed_precision = FLAGS.mixed_precision
   config.data.crop_size = size
   return config
@@ -124,8 +167,7 @@ def bench_pytorch(stage: str, batch_size: int, size: int, layout: str) -> dict:
   if device == "cuda":
     torch.backends.cudnn.benchmark = True  # let cuDNN pick its fastest algorithms
   torch.manual_seed(0)
-  step = (torch_reference.CycleGANStep() if stage == "cyclegan"
-          else torch_reference.SRNStep())
+  step = torch_reference.step_from_config(stage, stage_config(stage, size))
   torch_to_layout(step.networks().values(), layout, device)
   memory_format = torch_memory_format(layout)
   generator = torch.Generator().manual_seed(0)
@@ -168,7 +210,8 @@ def add_flops(row: dict, gflops_per_step: float, peak_gflops: float | None) -> d
 
 def case_args() -> list[str]:
   """The flags a case's child process needs."""
-  return [f"--size={FLAGS.size}", f"--warmup={FLAGS.warmup}", f"--repeats={FLAGS.repeats}",
+  return [f"--shapes={FLAGS.shapes}", *([f"--size={FLAGS.size}"] if FLAGS.size else []),
+          f"--warmup={FLAGS.warmup}", f"--repeats={FLAGS.repeats}",
           f"--mixed_precision={FLAGS.mixed_precision}",
           f"--compiler_options={FLAGS.compiler_options}", f"--torch_device={FLAGS.torch_device}"]
 
@@ -216,9 +259,10 @@ def main(argv):
   if FLAGS.case:
     framework, stage, batch_size, *layout = FLAGS.case.split(":")
     if framework == "faceblur":
-      record = bench_faceblur(stage, int(batch_size), FLAGS.size)
+      record = bench_faceblur(stage, int(batch_size), crop_size(stage))
     else:
-      record = bench_pytorch(stage, int(batch_size), FLAGS.size, *(layout or ["nchw"]))
+      record = bench_pytorch(stage, int(batch_size), crop_size(stage), *(layout or ["nchw"]))
+    record["shapes"] = FLAGS.shapes
     print_json(record)
     return
   child_env = dict(os.environ)
@@ -231,13 +275,12 @@ def main(argv):
   peak = FLAGS.peak_gflops or matmul_peak_gflops()
   print_json({"machine": _versions(), "peak_gflops_per_s": round(peak, 1),
               "peak": "given" if FLAGS.peak_gflops else "jitted 4096^2 float32 matmul",
-              "flops": STEP_FLOPS_CONVENTION})
+              "flops": STEP_FLOPS_CONVENTION, "shapes": FLAGS.shapes})
   rows = []
   for stage in FLAGS.stages:
-    batches = FLAGS.cyclegan_batches if stage == "cyclegan" else FLAGS.srn_batches
-    for batch_size in map(int, batches):
-      gflops = train_step_flops(stage, stage_config(stage, FLAGS.size), batch_size,
-                                FLAGS.size) / 1e9
+    size = crop_size(stage)
+    for batch_size in batch_sizes(stage):
+      gflops = train_step_flops(stage, stage_config(stage, size), batch_size, size) / 1e9
       for framework in FLAGS.frameworks:
         layouts = FLAGS.torch_layouts if framework == "pytorch" else [None]
         for layout in layouts:
