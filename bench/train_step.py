@@ -95,8 +95,10 @@ def shapes_config(stage: str, shapes: str):
   """`stage`'s config as `shapes` names it, before the benchmark's overrides."""
   if shapes == "reference":
     return cyclegan_config.get_config() if stage == "cyclegan" else srn_config.get_config()
-  pipeline = {"demo": demo_config, "study": study_config}[shapes].get_config()
-  return pipeline[stage]
+  config = {"demo": demo_config, "study": study_config}[shapes].get_config()[stage]
+  if stage == "cyclegan":  # the PyTorch reference is the paper's ResNet G, so time that one
+    config.model.update(generator="resnet", code_dim=0, upsample="transposed")
+  return config
 
 
 def crop_size(stage: str) -> int:
