@@ -28,7 +28,9 @@ VARIANTS = {
     # A G that can only blur (faceblur.models.blur_generator), trained adversarially alone
     # as PDM is: no sharp -> blurred -> sharp cycle and no identity term (both reward a mild
     # blur), and the blurred -> sharp -> blurred cycle trains F only.
+    # Photos are JPEGs: a broad range of phone qualities (the codec is PIL's).
     "kernel_blur": {"model.generator": "kernel_blur", "model.code_dim": 8,
+                    "model.jpeg_quality": (50, 95),
                     "loss.forward_cycle_weight": 0.0, "loss.identity_weight": 0.0,
                     "loss.cycle_updates_g": False, "loss.diversity_weight": 1.0},
 }
@@ -79,6 +81,7 @@ def get_config(arg: str = "folders") -> ml_collections.ConfigDict:
       upsample="transposed",  # or 'resize': nearest x2 + 3x3 conv (no checkerboard)
       code_dim=0,            # size of G's random code z (0: none; kernel_blur: 8 if 0)
       kernel_size=21,        # kernel_blur: the kernel's side (px, odd)
+      jpeg_quality=(),       # kernel_blur: (low, high) JPEG quality of its output; () = none
   ))
   config.loss = ml_collections.ConfigDict(dict(
       cycle_weight=10.0,     # lambda of eq. 2

@@ -31,7 +31,7 @@ import ml_collections
 from configs import common, evaluate, pipeline
 from configs import cyclegan as cyclegan_config
 
-CAMERA_SHAKE = 0.1  # the camera's shake path, as a fraction of the face's side: tools/world_sweep.py's rule
+CAMERA_SHAKE = 0.1  # shake path / the face's side: tools/world_sweep.py's rule (README)
 STRONG_CAMERA_SHAKE = 0.4  # the `camera_blurred_strong` test set: reported, not a target
 STAGE1_VARIANT = "kernel_blur"  # configs/cyclegan.py VARIANTS (tools/select_stage1.py)
 ARGUMENTS = ("", "tiny", "oracle", "no_oracle", *(f"stage1={name}" for name in

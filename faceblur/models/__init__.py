@@ -38,4 +38,5 @@ def _kernel_blur(model, dtype=jnp.float32, *, rngs: nnx.Rngs) -> KernelBlurGener
   """A G that can only blur: a kernel and a noise level predicted from z (float32 always)."""
   del dtype
   return KernelBlurGenerator(kernel_size=model.get("kernel_size", 21),
-                             code_dim=model.get("code_dim", 8) or 8, rngs=rngs)
+                             code_dim=model.get("code_dim", 8) or 8,
+                             jpeg_quality=model.get("jpeg_quality") or None, rngs=rngs)

@@ -131,3 +131,34 @@ def test_resnet_generator_code_and_upsampling(upsample):
   np.testing.assert_array_equal(g(images), a)  # no code = the zero code
   with pytest.raises(ValueError, match="upsample"):
     ResnetGenerator(num_blocks=1, features=4, upsample="bicubic", rngs=nnx.Rngs(0))
+
+
+def test_kernels_are_centred_on_their_middle_tap():
+  g = trained_like()
+  # Push the logits' mass off centre: the centring must bring it back.
+  size = g.kernel_size
+  offsets = jnp.arange(size) - size // 2
+  skew = (1.5 * offsets[:, None] + 1.0 * offsets[None, :]).reshape(-1) / g.head_scale / 4
+  g.kernel_head.bias[...] = g.kernel_head.bias[...] + skew
+  kernels, _ = g.blur_parameters(jax.random.normal(jax.random.key(7), (6, 4)))
+  centre_y = np.einsum("nij,i->n", np.asarray(kernels), np.asarray(offsets))
+  centre_x = np.einsum("nij,j->n", np.asarray(kernels), np.asarray(offsets))
+  assert np.abs(centre_y).max() < 0.1 and np.abs(centre_x).max() < 0.1
+  assert (np.asarray(kernels) >= 0).all()
+  np.testing.assert_allclose(np.asarray(kernels).sum(axis=(1, 2)), 1.0, atol=1e-5)
+
+
+def test_jpeg_is_the_codec_forward_and_the_identity_backward():
+  images = faces(count=2, size=32)
+  qualities = jnp.array([30, 90])
+  coded = blur_generator.jpeg_straight_through(images, qualities)
+  np.testing.assert_allclose(coded, blur_generator._jpeg_host(np.asarray(images),
+                                                              np.asarray(qualities)), atol=1e-6)
+  assert float(jnp.abs(coded - images).mean()) > 0.01  # quality 30 changes the pixels
+  gradient = jax.grad(lambda x: (blur_generator.jpeg_straight_through(x, qualities) * x).sum())(
+      images)
+  np.testing.assert_allclose(gradient, coded + images, atol=1e-5)  # d/dx (c(x) x) with dc/dx=1
+  g = KernelBlurGenerator(kernel_size=5, code_dim=4, jpeg_quality=(40, 60), rngs=nnx.Rngs(0))
+  keys = jax.random.split(jax.random.key(0), 2)
+  with_jpeg = jax.jit(lambda x: g(x, None, keys))(images)  # runs inside jit too
+  assert with_jpeg.shape == images.shape
