@@ -50,7 +50,8 @@ def conv_general_dilated(inputs: jax.Array, kernel: jax.Array, window_strides, p
   convolutions (any stride, no dilation or groups) are reformulated where XLA:CPU is slow:
   stride-1 ones to a few output features by `_narrow_conv`; input gradients by
   `_input_gradient`; kernel gradients, with up to 128 input features, by `_kernel_gradient`
-  or `_narrow_kernel_gradient`, wider ones by XLA over the input padded beforehand.
+  (where the output is tall enough, `_tall_pays`) or `_narrow_kernel_gradient`, the others by
+  XLA over the input padded beforehand.
   Everything else is `jax.lax.conv_general_dilated` itself.
   """
   kwargs = dict(lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
