@@ -31,6 +31,11 @@ _FAST_GRADIENT_MAX_FEATURES = 128
 _NARROW_GROUP = 8
 # Most output features of a stride-1 convolution that `_narrow_conv` computes (RGB outputs).
 _NARROW_OUTPUT_MAX_FEATURES = 4
+# Most extra rows per upstream row that `_tall_correlation` may compute (the kernel's taps - 1
+# of zero rows between images, over the output's height): on small images, 5x5 kernels at 12 px
+# and below, that waste costs more than XLA's own kernel gradient loses (SRN at the demo's
+# 48 px crops, bench/RESULTS.md).
+_TALL_MAX_WASTE = 0.25
 
 
 def conv_general_dilated(inputs: jax.Array, kernel: jax.Array, window_strides, padding,
@@ -45,7 +50,8 @@ def conv_general_dilated(inputs: jax.Array, kernel: jax.Array, window_strides, p
   convolutions (any stride, no dilation or groups) are reformulated where XLA:CPU is slow:
   stride-1 ones to a few output features by `_narrow_conv`; input gradients by
   `_input_gradient`; kernel gradients, with up to 128 input features, by `_kernel_gradient`
-  or `_narrow_kernel_gradient`, wider ones by XLA over the input padded beforehand.
+  (where the output is tall enough, `_tall_pays`) or `_narrow_kernel_gradient`, the others by
+  XLA over the input padded beforehand.
   Everything else is `jax.lax.conv_general_dilated` itself.
   """
   kwargs = dict(lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
@@ -88,7 +94,7 @@ def _conv_fast_gradients_backward(strides, padding, residuals, upstream):
   fast = inputs.shape[-1] <= _FAST_GRADIENT_MAX_FEATURES
   if fast and strides == (1, 1) and _is_narrow(kernel.shape[3], kernel.shape[:2]):
     kernel_grad = _narrow_kernel_gradient(inputs, upstream, kernel.shape[:2], padding)
-  elif fast:
+  elif fast and _tall_pays(upstream.shape[1], kernel.shape[0], strides[0]):
     kernel_grad = _kernel_gradient(inputs, upstream, kernel.shape[:2], strides, padding)
   else:
     # XLA's own, over the input padded beforehand: XLA:CPU computes the kernel gradient of a
@@ -100,6 +106,13 @@ def _conv_fast_gradients_backward(strides, padding, residuals, upstream):
 
 
 _conv_fast_gradients.defvjp(_conv_fast_gradients_forward, _conv_fast_gradients_backward)
+
+
+def _tall_pays(upstream_height: int, kernel_height: int, stride: int) -> bool:
+  """Whether `_kernel_gradient`'s tall image wastes little enough on its gaps to beat XLA's own
+  kernel gradient: (taps per phase - 1) zero rows per `upstream_height` rows."""
+  taps = -(-kernel_height // stride)
+  return taps - 1 <= _TALL_MAX_WASTE * upstream_height
 
 
 def _is_narrow(out_features: int, kernel_size: tuple[int, ...]) -> bool:
@@ -289,7 +302,8 @@ def _transposed_conv_backward(strides, padding, output_size, residuals, upstream
   del output_size
   inputs, kernel = residuals
   inputs_grad = _conv(upstream, kernel, strides, padding)
-  if jax.default_backend() == "cpu" and upstream.shape[-1] <= _FAST_GRADIENT_MAX_FEATURES:
+  if (jax.default_backend() == "cpu" and upstream.shape[-1] <= _FAST_GRADIENT_MAX_FEATURES
+      and _tall_pays(inputs.shape[1], kernel.shape[0], strides[0])):
     kernel_grad = _kernel_gradient(upstream, inputs.astype(upstream.dtype), kernel.shape[:2],
                                    strides, padding)
   else:

@@ -15,8 +15,12 @@ from faceblur.ops import compilation, cpu_convolutions
 _FORMER_SWITCH = "FACEBLUR_CPU_COMPILER_OPTIONS"
 
 
-@pytest.mark.parametrize("kernel_size, flax_padding", [(3, ((1, 2), (1, 2))), (4, "SAME")])
-def test_conv_transpose_gradients_match_autodiff(kernel_size, flax_padding):
+@pytest.mark.parametrize("kernel_size, flax_padding, size", [
+    (3, ((1, 2), (1, 2)), (5, 7)),
+    (4, "SAME", (5, 7)),
+    (4, "SAME", (3, 4)),  # too short for the tall kernel gradient: XLA's own
+])
+def test_conv_transpose_gradients_match_autodiff(kernel_size, flax_padding, size):
   """The custom VJP (fast kernel gradient on CPU) equals autodiff of flax's transposed conv."""
   ours = ConvTranspose(6, 4, kernel_size, transposed_conv=cpu_convolutions.transposed_conv,
                        rngs=nnx.Rngs(0))
@@ -24,7 +28,7 @@ def test_conv_transpose_gradients_match_autodiff(kernel_size, flax_padding):
                                 padding=flax_padding, transpose_kernel=True, rngs=nnx.Rngs(0))
   reference.kernel[...] = ours.kernel[...]
   ours.bias[...] = reference.bias[...] = jnp.arange(4.0)
-  inputs = jax.random.normal(jax.random.key(1), (2, 5, 7, 6))
+  inputs = jax.random.normal(jax.random.key(1), (2, *size, 6))
 
   def loss(module, inputs):
     return jnp.sum(jnp.sin(module(inputs)))
@@ -39,8 +43,9 @@ def test_conv_transpose_gradients_match_autodiff(kernel_size, flax_padding):
 
 @pytest.mark.parametrize("features, out_features, kernel_size, stride, padding, size", [
     (3, 7, 3, 1, "SAME", (9, 7)),             # narrow input: matrix product input gradient
-    (20, 7, 5, 1, "SAME", (10, 12)),          # grouped by 8 input channels, uneven last group
-    (40, 7, 3, 1, ((2, 0), (1, 3)), (6, 5)),  # wide, asymmetric padding, non-square kernel below
+    (20, 7, 5, 1, "SAME", (16, 12)),          # grouped by 8 input channels, uneven last group
+    (6, 7, 5, 1, "SAME", (10, 12)),           # too short for the tall kernel gradient: XLA's own
+    (40, 7, 3, 1, ((2, 0), (1, 3)), (8, 5)),  # wide, asymmetric padding, non-square kernel below
     (5, 3, 7, 1, "VALID", (9, 9)),            # narrow output (RGB): matrix product forward
     (6, 1, 4, 1, ((1, 1), (1, 1)), (7, 7)),   # PatchGAN's last layer
     (160, 7, 3, 1, "SAME", (6, 6)),           # wider than the fast kernel gradient takes
