@@ -41,7 +41,10 @@ def apply_variant(config: ml_collections.ConfigDict, name: str) -> ml_collection
   if name not in VARIANTS:
     raise ValueError(f"unknown stage-1 variant {name!r}; choose {', '.join(VARIANTS)}")
   config.variant = name
-  for key, value in VARIANTS[name].items():
+  paper = get_config()
+  switches = {key for variant in VARIANTS.values() for key in variant}
+  for key, value in {**{key: paper[key.split(".")[0]][key.split(".")[1]] for key in switches},
+                     **VARIANTS[name]}.items():
     group, field = key.split(".")
     config[group][field] = value
   return config
