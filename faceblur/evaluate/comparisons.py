@@ -58,12 +58,16 @@ def differences(scores: Scores, pairs: Sequence[tuple[str, str]]) -> dict:
 
 def oracle_share(scores: Scores, pairs: Sequence[tuple[str, str]]) -> dict | None:
   """mean(ours - blurred) / mean(oracle - blurred) in PSNR with its interval, when both
-  comparisons are configured; else None."""
+  comparisons are configured; else None. A share of a gain is defined only where there is
+  one: where the oracle's own gain has an interval reaching 0, `defined` is False (the
+  ratio's interval then spans hundreds)."""
   if not all(pair in pairs for pair in ORACLE_SHARE):
     return None
   psnr = {column: _values(values) for column, values in scores["psnr"].items()}
   (ours, blurred), (oracle, _) = ORACLE_SHARE
-  return entry(paired_ratio(psnr[ours] - psnr[blurred], psnr[oracle] - psnr[blurred]))
+  oracle_gain = paired_difference(psnr[oracle], psnr[blurred])
+  share = entry(paired_ratio(psnr[ours] - psnr[blurred], psnr[oracle] - psnr[blurred]))
+  return share | {"defined": bool(oracle_gain.low > 0)}
 
 
 def entry(interval: Interval) -> dict:

@@ -154,7 +154,10 @@ def differences_notes(report: dict) -> list[str]:
            "Detection: the difference in success rate, each face counting 0 or 1."]
   for name, entry in report["test_sets"].items():
     share = entry.get("oracle_share")
-    if share:
+    if share and not share.get("defined", True):
+      lines += ["", f"Oracle share on {name}: undefined, the oracle gains nothing measurable "
+                    "over the blurred input there (its interval reaches 0)."]
+    elif share:
       lines += ["", f"Oracle share on {name}: ours recovers {_interval(share, 2, signed=False)} "
                     "of the oracle's PSNR gain over the blurred input (mean(ours − blurred) / "
                     f"mean(oracle − blurred) over {share['count']} faces; interval: the ratio "

@@ -193,6 +193,7 @@ def test_paired_differences_are_the_bootstrap_of_the_per_image_columns(tmp_path,
   assert entry["oracle_share"]["count"] == NUM_FACES + NUM_NOISE
   # A quarter of the way leaves 3/4 of the error (+20 log10(4/3) dB), half way 1/2 (+20 log10 2).
   assert entry["oracle_share"]["mean"] == pytest.approx(np.log(4 / 3) / np.log(2), abs=1e-4)
+  assert entry["oracle_share"]["defined"]
 
   markdown = (tmp_path / "out" / "report.md").read_text()
   section = markdown.split("## Paired differences (mean [95 % bootstrap CI over the faces])")[1]

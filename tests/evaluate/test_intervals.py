@@ -99,3 +99,17 @@ def test_ratio_resamples_match_a_direct_computation():
   interval = paired_ratio(numerator, denominator, num_resamples=300)
   assert interval.mean == pytest.approx(numerator.mean() / denominator.mean())
   assert (interval.low, interval.high) == pytest.approx(tuple(np.percentile(ratios, [2.5, 97.5])))
+
+
+def test_the_oracle_share_is_undefined_where_the_oracle_gains_nothing():
+  from faceblur.evaluate import comparisons
+
+  pairs = [("ours", "blurred"), ("oracle", "blurred")]
+  blurred = [20.0, 21.0, 22.0, 23.0]
+  gaining = {"psnr": {"blurred": blurred, "ours": [b + 0.5 for b in blurred],
+                      "oracle": [b + 1.0 for b in blurred]}}
+  share = comparisons.oracle_share(gaining, pairs)
+  assert share["defined"] and share["mean"] == pytest.approx(0.5)
+  level = {"psnr": {"blurred": blurred, "ours": [b + 0.5 for b in blurred],
+                    "oracle": [b + d for b, d in zip(blurred, [0.1, -0.1, 0.2, -0.2])]}}
+  assert not comparisons.oracle_share(level, pairs)["defined"]
