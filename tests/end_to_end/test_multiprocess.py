@@ -160,14 +160,17 @@ def _wait(proc: subprocess.Popen) -> None:
 
 
 def _logged_steps(log: pathlib.Path) -> list[tuple[int, dict[str, float]]]:
-  """The 'step k: name=value, ...' lines of a run's log.txt, in order."""
+  """The train metrics' 'step k: name=value, ...' lines of a run's log.txt, in order (a
+  hook's later line for the same step, such as stage 1's hidden-channel diagnostic computed
+  from the final weights, is left out: those weights are compared above)."""
   steps = []
   for line in log.read_text().splitlines():
     match = re.fullmatch(r"step (\d+): (.*)", line)
     if match:
       values = dict(item.split("=") for item in match.group(2).split(", "))
-      steps.append((int(match.group(1)), {name: float(value) for name, value in values.items()
-                                          if name != "steps_per_sec"}))
+      values = {name: float(value) for name, value in values.items() if name != "steps_per_sec"}
+      if not steps or steps[-1][0] != int(match.group(1)):
+        steps.append((int(match.group(1)), values))
   return steps
 
 

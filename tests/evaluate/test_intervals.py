@@ -110,6 +110,7 @@ def test_the_oracle_share_is_undefined_where_the_oracle_gains_nothing():
                       "oracle": [b + 1.0 for b in blurred]}}
   share = comparisons.oracle_share(gaining, pairs)
   assert share["defined"] and share["mean"] == pytest.approx(0.5)
+  wobble = [0.1, -0.1, 0.2, -0.2]
   level = {"psnr": {"blurred": blurred, "ours": [b + 0.5 for b in blurred],
-                    "oracle": [b + d for b, d in zip(blurred, [0.1, -0.1, 0.2, -0.2])]}}
+                    "oracle": [b + d for b, d in zip(blurred, wobble, strict=True)]}}
   assert not comparisons.oracle_share(level, pairs)["defined"]
