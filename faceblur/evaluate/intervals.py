@@ -42,8 +42,8 @@ def paired_difference(first, second, *, num_resamples: int = NUM_RESAMPLES,
 
   Booleans (detected or not) are scored as 0/1, so a detection-rate difference comes out in
   the same way. NaN pairs (an image a metric could not score) are left out. The seed makes the
-  interval reproducible; the resamples are drawn once and shared by every call of the same
-  size and seed, so intervals in one report use the same resampled image sets.
+  interval reproducible: calls of the same size and seed resample the same image sets, so
+  the intervals of one report are drawn alike.
   """
   differences = _paired(first, second)
   differences = differences[np.isfinite(differences)]

@@ -94,7 +94,8 @@ def centre_kernels(kernels: jax.Array) -> jax.Array:
   return kernels
 
 
-def _jpeg_host(images: np.ndarray, qualities: np.ndarray) -> np.ndarray:
+def jpeg_round_trip(images: np.ndarray, qualities: np.ndarray) -> np.ndarray:
+  """Each float [0, 1] image (N, H, W, 3) through PIL's JPEG at its quality, on the host."""
   decoded = []
   for image, quality in zip(np.asarray(images), np.asarray(qualities), strict=True):
     buffer = io.BytesIO()
@@ -109,7 +110,7 @@ def _jpeg_host(images: np.ndarray, qualities: np.ndarray) -> np.ndarray:
 def jpeg_straight_through(images: jax.Array, qualities: jax.Array) -> jax.Array:
   """Each image (N, H, W, 3) in [0, 1] through JPEG at its quality: the codec's output
   forward, the identity's gradient backward."""
-  coded = jax.pure_callback(_jpeg_host, jax.ShapeDtypeStruct(images.shape, jnp.float32),
+  coded = jax.pure_callback(jpeg_round_trip, jax.ShapeDtypeStruct(images.shape, jnp.float32),
                             jax.lax.stop_gradient(images), qualities,
                             vmap_method="sequential")
   return images + jax.lax.stop_gradient(coded - images)

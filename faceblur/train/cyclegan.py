@@ -27,7 +27,6 @@ of the training people, the label-free score that selects the checkpoint (`selec
 """
 
 import functools
-import io
 import json
 import pathlib
 from typing import Any, ClassVar
@@ -38,15 +37,13 @@ import ml_collections
 import numpy as np
 import optax
 from flax import nnx
-from PIL import Image
 
 from faceblur import blur_realism, losses, metrics
 from faceblur.data import factory
 from faceblur.data import input_pipeline as data_pipeline
 from faceblur.data.sources import SkipBadRecords
 from faceblur.image_grid import save_grid
-from faceblur.images import to_float, to_uint8
-from faceblur.models import GENERATORS, PatchDiscriminator, ResnetGenerator
+from faceblur.models import GENERATORS, PatchDiscriminator, ResnetGenerator, blur_generator
 from faceblur.ops import compilation
 from faceblur.train import loop, release
 from faceblur.train import stage as stage_lib
@@ -328,18 +325,6 @@ HIDDEN_NOISE_STD = 3 / 255  # Chu et al.'s perturbation that breaks a hidden cha
 HIDDEN_JPEG_QUALITY = 75
 
 
-def _jpeg(images: np.ndarray, quality: int) -> np.ndarray:
-  """Each image through JPEG encode/decode (float [0, 1] in and out)."""
-  decoded = []
-  for image in images:
-    buffer = io.BytesIO()
-    Image.fromarray(to_uint8(image)).save(buffer, format="JPEG", quality=quality)
-    buffer.seek(0)
-    with Image.open(buffer) as handle:
-      decoded.append(to_float(np.asarray(handle.convert("RGB"))))
-  return np.stack(decoded)
-
-
 def _transformed(source, transform, count: int) -> np.ndarray:
   return np.stack([transform(source[i], np.random.default_rng(i))["image"]
                    for i in range(min(count, len(source)))])
@@ -385,7 +370,8 @@ def _sampler(config, networks, sharp_source, workdir: pathlib.Path, writer: Metr
   def hook(step: int, state: CycleGANState) -> None:
     fake_blurred, cycled, cycled_noisy = jax.device_get(
         translate(state.g, state.f, sharp, jax.random.key(config.seed + 1)))
-    cycled_jpeg = np.asarray(deblur(state.f, _jpeg(fake_blurred, HIDDEN_JPEG_QUALITY)))
+    cycled_jpeg = np.asarray(deblur(state.f, blur_generator.jpeg_round_trip(
+        fake_blurred, np.full(len(fake_blurred), HIDDEN_JPEG_QUALITY))))
     scores = {"hidden/cycle_psnr": psnr(cycled),
               f"hidden/cycle_psnr_noise_{round(HIDDEN_NOISE_STD * 255)}": psnr(cycled_noisy),
               f"hidden/cycle_psnr_jpeg_{HIDDEN_JPEG_QUALITY}": psnr(cycled_jpeg),
