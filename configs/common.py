@@ -34,6 +34,9 @@ def train_loop_settings(config: ml_collections.ConfigDict, *, num_epochs: float,
   config.log_every_steps = 100
   config.checkpoint_every_steps = 1000
   config.max_checkpoints_to_keep = 3
+  # > 0: checkpoints at multiples of this step are never deleted (stage 1 keeps those its
+  # label-free selection may choose).
+  config.keep_checkpoint_every_steps = 0
   config.num_workers = 2
   # What to do if a loss turns NaN/inf: 'stop' (name the step and last good checkpoint) or 'skip'.
   config.on_nonfinite = "stop"

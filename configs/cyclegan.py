@@ -103,6 +103,8 @@ def get_config(arg: str = "folders") -> ml_collections.ConfigDict:
   ))
   common.train_loop_settings(config, num_epochs=70, batch_size=4)
   config.sample_every_steps = 1000
+  # Every sample step's checkpoint stays: the blur-realism selection may choose any of them.
+  config.keep_checkpoint_every_steps = config.get_ref("sample_every_steps")
   config.num_samples = 4
   if arg == "paper_code":
     config.data.load_size = config.data.crop_size = 256

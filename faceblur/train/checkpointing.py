@@ -42,7 +42,8 @@ STATE_ITEM = "state"
 CONFIG_ITEM = "config"
 # Config keys that may change between a run and its resumption without changing the state.
 _RUN_CONTROL_KEYS = ("num_train_steps", "num_epochs", "stop_after_steps", "num_workers",
-                     "max_checkpoints_to_keep", "num_devices", "distributed.")
+                     "max_checkpoints_to_keep", "keep_checkpoint_every_steps", "num_devices",
+                     "distributed.")
 
 
 def _as_dict(config: ml_collections.ConfigDict | dict) -> dict[str, Any]:
@@ -129,13 +130,16 @@ class Checkpointer:
   """Saves and restores one stage's `TrainState` in `directory`."""
 
   def __init__(self, directory: str | pathlib.Path, *, max_to_keep: int = 3,
-               save_interval_steps: int = 1, read_only: bool = False):
+               keep_period: int | None = None, save_interval_steps: int = 1,
+               read_only: bool = False):
+    """`keep_period`: checkpoints at its multiples are kept beyond `max_to_keep`."""
     self.directory = pathlib.Path(directory).absolute()
     self._read_only = read_only
     if read_only and not self.directory.is_dir():
       raise CheckpointError(f"{self.directory}: no checkpoint folder")
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, save_interval_steps=save_interval_steps,
+        max_to_keep=max_to_keep, keep_period=keep_period or None,
+        save_interval_steps=save_interval_steps,
         create=not read_only, read_only=read_only, cleanup_tmp_directories=not read_only)
     self._writing_step: int | None = None  # a save that may still fail in the background
     try:

@@ -42,6 +42,7 @@ from faceblur import blur_realism, losses, metrics
 from faceblur.data import factory
 from faceblur.data import input_pipeline as data_pipeline
 from faceblur.data.sources import SkipBadRecords
+from faceblur.errors import ConfigError
 from faceblur.image_grid import save_grid
 from faceblur.models import GENERATORS, PatchDiscriminator, ResnetGenerator, blur_generator
 from faceblur.ops import compilation
@@ -315,6 +316,7 @@ def make_hooks(config: ml_collections.ConfigDict, networks: stage_lib.Networks,
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str | pathlib.Path) -> CycleGANState:
   """Trains stage 1 in `workdir` (resuming from its latest checkpoint)."""
+  check_selection_checkpoints(config)
   state = STAGE.train_and_evaluate(config, workdir)
   release.write_after_training(config, workdir, state)
   return state
@@ -393,6 +395,20 @@ def _sampler(config, networks, sharp_source, workdir: pathlib.Path, writer: Metr
     writer.write_images(step, {"samples": grid})
 
   return hook
+
+
+def check_selection_checkpoints(config: ml_collections.ConfigDict) -> None:
+  """The checkpoint selection picks among sample steps: each must be saved and kept."""
+  validation = config.data.get("blurred_validation")
+  if validation is None or not validation.kind:
+    return
+  sample, save = config.sample_every_steps, config.checkpoint_every_steps
+  keep = config.get("keep_checkpoint_every_steps", 0)
+  if sample % save or not keep or sample % keep:
+    raise ConfigError(
+        f"stage 1 selects a checkpoint among its sample steps (data.blurred_validation is "
+        f"set), so sample_every_steps={sample} must be a multiple of checkpoint_every_steps="
+        f"{save} and of keep_checkpoint_every_steps={keep} (> 0)")
 
 
 def record_selection(workdir: pathlib.Path, step: int, scores: dict[str, float]) -> None:

@@ -200,7 +200,8 @@ def _train(*, config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh: Me
            writer: MetricWriter, hooks: tuple[Periodic, ...],
            interruption: Interruption) -> TrainState:
   checkpointer = Checkpointer(workdir / "checkpoints",
-                              max_to_keep=config.max_checkpoints_to_keep)
+                              max_to_keep=config.max_checkpoints_to_keep,
+                              keep_period=config.get("keep_checkpoint_every_steps", 0))
   state = restore_or_keep(checkpointer, state, config, writer)
   start_step = int(jax.device_get(state.step))
   if start_step:

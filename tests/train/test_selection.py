@@ -2,9 +2,11 @@
 photos of the training people, never on a test set."""
 
 import numpy as np
+import pytest
 
 from configs import demo
 from faceblur.data import factory
+from faceblur.errors import ConfigError
 from faceblur.train import cyclegan
 
 
@@ -47,3 +49,31 @@ def test_selection_reads_no_test_set(monkeypatch):
   assert np.all([spec["split"] == "test" or (spec["base"] or {}).get("split") == "test"
                  for spec in evaluated if spec["kind"] != "tfds_pairs"
                  and spec["kind"] != "folder"])
+
+
+def test_every_sample_steps_checkpoint_is_kept(tmp_path):
+  """max_to_keep would delete the early steps the selection may have chosen."""
+  from faceblur.train.checkpointing import Checkpointer
+
+  config = demo.get_config("tiny").cyclegan
+  config.sample_every_steps = config.checkpoint_every_steps = 2
+  cyclegan.check_selection_checkpoints(config)  # keep_checkpoint_every_steps follows sampling
+  checkpointer = Checkpointer(tmp_path, max_to_keep=1,
+                              keep_period=config.keep_checkpoint_every_steps)
+  for step in (1, 2, 3, 4, 5):
+    checkpointer.save(step, {"w": np.full(2, step, np.float32)}, config, force=True)
+  checkpointer.wait_until_finished()
+  checkpointer.close()
+  assert sorted(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == [2, 4, 5]
+
+
+def test_selection_needs_its_sample_steps_checkpointed():
+  config = demo.get_config("tiny").cyclegan
+  config.sample_every_steps, config.checkpoint_every_steps = 300, 200
+  with pytest.raises(ConfigError, match="sample_every_steps=300 must be a multiple of "
+                                        "checkpoint_every_steps=200"):
+    cyclegan.check_selection_checkpoints(config)
+  config.checkpoint_every_steps = 300
+  config.keep_checkpoint_every_steps = 0
+  with pytest.raises(ConfigError, match="keep_checkpoint_every_steps=0"):
+    cyclegan.check_selection_checkpoints(config)
