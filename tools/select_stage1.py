@@ -8,8 +8,11 @@ selected checkpoint has the lowest MMD^2 is the choice. Nothing here reads a tes
 deblurring result.
 
   python tools/select_stage1.py --workdir=runs/select_stage1
+  # one variant with a switch changed (a row of its own):
+  python tools/select_stage1.py --variants=kernel_blur --set=model.disc_layers=2 --workdir=...
 """
 
+import ast
 import json
 import pathlib
 import sys
@@ -27,16 +30,30 @@ from faceblur.train import cyclegan  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_list("variants", list(cyclegan_config.VARIANTS), "Stage-1 variants to compare.")
 flags.DEFINE_string("workdir", "runs/select_stage1", "One sub-folder per variant.")
+flags.DEFINE_multi_string("set", [], "key=value (a Python literal) on every variant's stage-1 "
+                          "config, after the variant's switches, e.g. model.disc_layers=2.")
+
+
+def override(config, assignment: str) -> None:
+  """Sets `a.b.c=value` (a Python literal) on a ConfigDict."""
+  key, _, value = assignment.partition("=")
+  *groups, field = key.split(".")
+  for group in groups:
+    config = config[group]
+  config[field] = ast.literal_eval(value)
 
 
 def train_variant(variant: str, workdir: pathlib.Path) -> dict:
   config = demo_config.get_config(f"stage1={variant}").cyclegan
+  for assignment in FLAGS.set:
+    override(config, assignment)
   started = time.perf_counter()
   cyclegan.train_and_evaluate(config, workdir)
   scores = json.loads((workdir / cyclegan.SELECTION_FILE).read_text())
   selected = scores["selected_step"]
   entry = next(entry for entry in scores["steps"] if entry["step"] == selected)
-  return {"variant": variant, "train_s": round(time.perf_counter() - started, 1), **entry}
+  name = " ".join([variant, *FLAGS.set])
+  return {"variant": name, "train_s": round(time.perf_counter() - started, 1), **entry}
 
 
 def main(argv):
