@@ -207,11 +207,13 @@ def make_train_step(config: ml_collections.ConfigDict, networks: stage_lib.Netwo
                   + losses.identity_loss(F(sharp), sharp))
       total = total + identity_weight * identity
     if diversity_weight > 0 and code_dim(config) > 0:
-      # Mode seeking (Mao et al. 2019): two codes, the same noise, outputs that differ. Its
-      # ratio is capped (as DSGAN's, Yang et al. 2019) so that it asks for diversity without
-      # outweighing the critic once G has some, and its gradient stays bounded at no spread.
+      # Mode seeking (Mao et al. 2019): two codes, outputs that differ. Its ratio is capped
+      # (as DSGAN's, Yang et al. 2019) so that it asks for diversity without outweighing the
+      # critic once G has some, and its gradient stays bounded at no spread. It compares the
+      # outputs without noise (and JPEG): a spread of noise levels would buy it cheaply, and
+      # push G's noisiest codes far beyond anything the critic asked for.
       z_other, _ = generator_randomness(config, keys[3], sharp.shape[0])
-      spread = (jnp.mean(jnp.abs(G(sharp, z_other, noise) - fake_blurred))
+      spread = (jnp.mean(jnp.abs(G(sharp, z_other) - G(sharp, z)))
                 / jnp.mean(jnp.abs(z_other - z)))
       diversity = -jnp.minimum(spread, DIVERSITY_CAP)
       total = total + diversity_weight * diversity
