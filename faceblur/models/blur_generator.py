@@ -10,17 +10,12 @@ from the image, so no content can leak into the blur) it predicts
 * the two parameters (a, b) of signal-dependent sensor noise, variance a * y + b in linear
   light, the Gaussian approximation of Poisson-Gaussian noise,
 
-then re-encodes to sRGB, applies a global contrast curve (a camera's tone curve, one
-strength per image from z) and, optionally, passes it through JPEG at a random quality. Its
-output before the tone curve is therefore a convex blend of the input's pixels (in linear
-light) plus zero-mean noise, and adds no energy above the input's spectrum beyond the noise;
-the curve is one monotone map of values for the whole image, which reorders nothing: it is
-the degradation model of PDM (Luo et al., CVPR 2022) and KernelGAN (Bell-Kligler et al.,
-NeurIPS 2019), with RSBlur's (Rim et al., ECCV 2022) linear light and signal-dependent noise
-and the tone step of Brooks et al.'s (CVPR 2019) camera pipeline. Without the curve, blurring
-in linear light lifts the shadows next to bright skin, and a critic that sees photos with a
-camera's contrast pushes G to buy it with noise. Not modelled: blur that varies across the
-frame.
+then re-encodes to sRGB and, optionally, passes it through JPEG at a random quality. Its
+output before JPEG is therefore a convex blend of the input's pixels (in linear light) plus
+zero-mean noise, and adds no energy above the input's spectrum beyond the noise: it is the
+degradation model of PDM (Luo et al., CVPR 2022) and KernelGAN (Bell-Kligler et al., NeurIPS
+2019), with RSBlur's (Rim et al., ECCV 2022) linear light and signal-dependent noise. Not
+modelled: a tone curve, blur that varies across the frame.
 
 The kernel is re-centred on its centre of mass (KernelGAN's centring prior, made a
 constraint): a camera's blur leaves each pixel's light centred on it, and an off-centre kernel
@@ -99,13 +94,6 @@ def centre_kernels(kernels: jax.Array) -> jax.Array:
   return kernels
 
 
-def contrast_curve(srgb: jax.Array, strength: jax.Array) -> jax.Array:
-  """y = x + k (smoothstep(x) - x) per image (strength k in (-1, 1), (N,)): monotone, fixes 0,
-  1/2 and 1; k > 0 adds contrast (slope 1 + k/2 at mid-grey), k < 0 removes it."""
-  k = strength[:, None, None, None]
-  return srgb + k * (srgb * srgb * (3.0 - 2.0 * srgb) - srgb)
-
-
 def jpeg_round_trip(images: np.ndarray, qualities: np.ndarray) -> np.ndarray:
   """Each float [0, 1] image (N, H, W, 3) through PIL's JPEG at its quality, on the host."""
   decoded = []
@@ -129,7 +117,7 @@ def jpeg_straight_through(images: jax.Array, qualities: jax.Array) -> jax.Array:
 
 
 class KernelBlurGenerator(nnx.Module):
-  """G(sharp, z): a per-image blur kernel, noise level and tone curve from the code z.
+  """G(sharp, z): a per-image blur kernel and noise level predicted from the code z.
 
   `code_dim` is z's size (z ~ N(0, I), drawn by the caller); `kernel_size` the kernel's
   side (odd), which bounds the blur's extent; `jpeg_quality` (low, high): each noisy output
@@ -149,8 +137,6 @@ class KernelBlurGenerator(nnx.Module):
     self.kernel_head = nnx.Linear(hidden, kernel_size * kernel_size, kernel_init=small,
                                   rngs=rngs)
     self.noise_head = nnx.Linear(hidden, 2, kernel_init=small, rngs=rngs)
-    # Starts at no curve (k = 0) for every z.
-    self.tone_head = nnx.Linear(hidden, 1, kernel_init=nnx.initializers.zeros, rngs=rngs)
     offsets = jnp.arange(kernel_size) - kernel_size // 2
     radius2 = (offsets[:, None] ** 2 + offsets[None, :] ** 2).reshape(-1)
     self.kernel_head.bias[...] = -radius2 / (2 * initial_sigma ** 2) / head_scale
@@ -168,11 +154,6 @@ class KernelBlurGenerator(nnx.Module):
     noise = jnp.exp(self.head_scale * self.noise_head(hidden))
     return kernels, noise
 
-  def tone_strengths(self, codes: jax.Array) -> jax.Array:
-    """Codes (N, code_dim) -> the contrast curve's strength k in (-1, 1), (N,)."""
-    hidden = jax.nn.relu(self.hidden(codes.astype(jnp.float32)))
-    return jnp.tanh(self.head_scale * self.tone_head(hidden))[:, 0]
-
   def __call__(self, images: jax.Array, codes: jax.Array | None = None,
                noise_keys: jax.Array | None = None) -> jax.Array:
     """(N, H, W, 3) in [0, 1] -> blurred float32 [0, 1]. `codes=None`: z = 0 (the mean blur);
@@ -188,7 +169,7 @@ class KernelBlurGenerator(nnx.Module):
           + noise[:, 1, None, None, None]
       normal = jax.vmap(lambda key: jax.random.normal(key, images.shape[1:]))(noise_keys)
       blurred = blurred + jnp.sqrt(variance) * normal
-    output = contrast_curve(linear_to_srgb(blurred), self.tone_strengths(codes))
+    output = linear_to_srgb(blurred)
     if noise_keys is not None and self.jpeg_quality is not None:
       low, high = self.jpeg_quality
       qualities = jax.vmap(lambda key: jax.random.randint(

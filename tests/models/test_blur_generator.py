@@ -162,26 +162,3 @@ def test_jpeg_is_the_codec_forward_and_the_identity_backward():
   keys = jax.random.split(jax.random.key(0), 2)
   with_jpeg = jax.jit(lambda x: g(x, None, keys))(images)  # runs inside jit too
   assert with_jpeg.shape == images.shape
-
-
-def test_the_tone_curve_is_one_monotone_map_per_image():
-  g = trained_like()
-  g.tone_head.kernel[...] = 0.05 * jax.random.normal(jax.random.key(9),
-                                                     g.tone_head.kernel[...].shape)
-  codes = jax.random.normal(jax.random.key(10), (3, 4))
-  strengths = g.tone_strengths(codes)
-  assert float(jnp.abs(strengths).min()) > 0.05 and float(jnp.abs(strengths).max()) < 1
-  images = faces()
-  curved = np.asarray(g(images, codes))
-  g.tone_head.kernel[...] = jnp.zeros_like(g.tone_head.kernel[...])
-  straight = np.asarray(g(images, codes))  # k = 0: the blend in linear light, re-encoded
-  for index in range(3):
-    np.testing.assert_allclose(
-        curved[index], np.asarray(blur_generator.contrast_curve(
-            jnp.asarray(straight[index:index + 1]), strengths[index:index + 1]))[0], atol=1e-5)
-  # Monotone for every k in (-1, 1), and 0, 1/2, 1 stay put: it reorders no values.
-  values = jnp.linspace(0, 1, 1001)[None, :, None, None]
-  for k in (-0.999, -0.5, 0.5, 0.999):
-    curve = np.asarray(blur_generator.contrast_curve(values, jnp.array([k]))).ravel()
-    assert (np.diff(curve) > 0).all()
-    np.testing.assert_allclose(curve[[0, 500, 1000]], [0, 0.5, 1], atol=1e-6)
