@@ -96,8 +96,8 @@ def shapes_config(stage: str, shapes: str):
   if shapes == "reference":
     return cyclegan_config.get_config() if stage == "cyclegan" else srn_config.get_config()
   config = {"demo": demo_config, "study": study_config}[shapes].get_config()[stage]
-  if stage == "cyclegan":  # the PyTorch reference is the paper's ResNet G, so time that one
-    config.model.update(generator="resnet", code_dim=0, upsample="transposed")
+  if stage == "cyclegan":  # the PyTorch reference is the paper's CycleGAN: time that variant
+    cyclegan_config.apply_variant(config, "paper")
   return config
 
 
