@@ -66,7 +66,7 @@ QUALITY_BATCH = 32
 @dataclasses.dataclass
 class Method:
   """`restore_batch` (None: `restore` image by image) restores a unit of work at once: a
-  trained network takes same-size images together, far faster than one call per face."""
+  trained network takes same-size images together in one call."""
   name: str
   label: str
   restore: RestoreFn

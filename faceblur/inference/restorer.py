@@ -12,8 +12,9 @@ and uint8 inputs are read as RGB floats (`faceblur.images.as_rgb`).
 
 `restore_images` restores many images: those of one size that the network takes whole go
 through it together, in batches of a power of two (a short batch filled with copies) within
-the same pixel budget, as one network call per image costs more than the network itself on
-small faces; each result is the one `restorer(image)` gives, up to float rounding.
+the same pixel budget, since one call per small face keeps the CPU's cores less busy and
+reads each result back on its own; each result is the one `restorer(image)` gives, up to
+float rounding.
 """
 
 import pathlib
@@ -97,7 +98,6 @@ class Restorer:
     image = as_rgb(image)
     return tiling.tiled_apply(self.restore_batch, image, tile_size=self.tile_shape(
         *image.shape[:2]), overlap=self.tile_overlap, multiple=SIDE_MULTIPLE)
-
 
   def restore_images(self, images: Sequence[np.ndarray],
                      batch_size: int = MAX_IMAGE_BATCH) -> list[np.ndarray]:
