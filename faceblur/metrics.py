@@ -75,15 +75,16 @@ def _gaussian_window() -> np.ndarray:
 
 
 def _filter_valid(images: jax.Array) -> jax.Array:
-  """Separable Gaussian filtering of each channel of NHWC images, 'valid' positions only."""
-  channels = images.shape[-1]
-  window = jnp.asarray(_gaussian_window())
-  numbers = ("NHWC", "HWIO", "NHWC")
-  for kernel_shape in ((SSIM_WINDOW, 1, 1, 1), (1, SSIM_WINDOW, 1, 1)):
-    kernel = jnp.tile(window.reshape(kernel_shape), (1, 1, 1, channels))
-    images = jax.lax.conv_general_dilated(
-        images, kernel, window_strides=(1, 1), padding="VALID", dimension_numbers=numbers,
-        feature_group_count=channels, precision=jax.lax.Precision.HIGHEST)
+  """Separable Gaussian filtering of each channel of NHWC images, 'valid' positions only.
+
+  A weighted sum of shifted slices per axis rather than a per-channel (grouped) convolution,
+  which XLA:CPU computes over ten times slower; the sums agree to float rounding.
+  """
+  window = _gaussian_window()
+  for axis in (1, 2):
+    length = images.shape[axis] - SSIM_WINDOW + 1
+    images = sum(float(weight) * jax.lax.slice_in_dim(images, offset, offset + length, axis=axis)
+                 for offset, weight in enumerate(window))
   return images
 
 

@@ -454,19 +454,23 @@ class MTCNN:
     return detections
 
   def _propose(self, images: np.ndarray) -> np.ndarray:
-    """P-Net stage on a batch of same-size images (batch padded to a power of two)."""
+    """P-Net stage on a batch of same-size images (batch padded to a power of two). Every
+    level is dispatched before the first is read back, so the network runs while the host
+    turns the levels before into boxes."""
     count, height, width, _ = images.shape
     padded = np.zeros((_bucket(count, 1, MAX_IMAGE_BUCKET), height, width, 3), np.float32)
     padded[:count] = images
     device_images = jnp.asarray(padded)
-    per_level = []
+    levels = []
     for scale in pyramid_scales(height, width, self.min_face_size, self.scale_factor):
       level_height, level_width = (np.asarray([height, width]) * scale).astype(np.int64)
       if min(level_height, level_width) < PNET_WINDOW:
         continue
-      offsets, probabilities = _pnet_level_jit(
+      levels.append((scale, _pnet_level_jit(
           self._params["pnet"], device_images, area_resize_matrix(height, int(level_height)),
-          area_resize_matrix(width, int(level_width)))
+          area_resize_matrix(width, int(level_width)))))
+    per_level = []
+    for scale, (offsets, probabilities) in levels:
       boxes = pnet_boxes(np.asarray(offsets), np.asarray(probabilities), self.thresholds[0],
                          scale)
       per_level.append(nms(boxes, NMS_PNET_LEVEL, "union", sort=False))

@@ -27,6 +27,9 @@ from faceblur.data import blur_kernels
 from faceblur.images import luma
 
 _EPS = 1e-7
+# Pixels per plane from which the FFTs run threaded: below, starting the threads costs more
+# than it saves (a padded face crop is ~100x100).
+THREADED_FFT_PIXELS = 128 * 128
 
 
 def linear_motion_psf(length: float, angle_deg: float) -> np.ndarray:
@@ -103,8 +106,11 @@ def _transfer_function(psf: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _circular_filter(planes: np.ndarray, transfer: np.ndarray) -> np.ndarray:
-  spectrum = scipy.fft.rfft2(planes, workers=-1)
-  return scipy.fft.irfft2(spectrum * transfer, s=planes.shape[-2:], workers=-1)
+  """FFT product, threaded only on planes of `THREADED_FFT_PIXELS` or more; the result is
+  the same either way."""
+  workers = -1 if planes.shape[-2] * planes.shape[-1] >= THREADED_FFT_PIXELS else 1
+  spectrum = scipy.fft.rfft2(planes, workers=workers)
+  return scipy.fft.irfft2(spectrum * transfer, s=planes.shape[-2:], workers=workers)
 
 
 def richardson_lucy(blurred: np.ndarray, psf: np.ndarray, *, num_iterations: int = 30

@@ -52,13 +52,36 @@ from faceblur.registry import Registry
 from faceblur.train.loop import Interruption, interruptible
 
 RestoreFn = Callable[[np.ndarray], np.ndarray]  # HxWx3 float [0, 1] -> same
+# Several HxWx3 images -> each restored, as `RestoreFn` restores it.
+BatchRestoreFn = Callable[[list[np.ndarray]], list[np.ndarray]]
+# Images per unit of work of a method with a batch path: one network call for small faces,
+# and the unit between two interruption checks and resume-cache writes.
+RESTORE_BATCH = 16
+# Images per `detect_batch` call (MTCNN runs them together, dlib one by one).
+DETECT_BATCH = 16
+# Images per PSNR/SSIM call.
+QUALITY_BATCH = 32
 
 
 @dataclasses.dataclass
 class Method:
+  """`restore_batch` (None: `restore` image by image) restores a unit of work at once: a
+  trained network takes same-size images together in one call."""
   name: str
   label: str
   restore: RestoreFn
+  restore_batch: BatchRestoreFn | None = None
+
+  @property
+  def batch_size(self) -> int:
+    """Images per unit of work: one where images go through `restore` singly, so an
+    interruption stops within an image's time."""
+    return 1 if self.restore_batch is None else RESTORE_BATCH
+
+  def restore_all(self, images: list[np.ndarray]) -> list[np.ndarray]:
+    if self.restore_batch is None:
+      return [self.restore(image) for image in images]
+    return self.restore_batch(images)
 
 
 # `methods.<name>.kind` -> a function of the method's spec that returns its restore function.
@@ -96,9 +119,13 @@ def _cyclegan(spec: ml_collections.ConfigDict) -> RestoreFn:
 
 
 def build_methods(specs: ml_collections.ConfigDict) -> list[Method]:
-  return [Method(name=name, label=spec.label or name,
-                 restore=METHODS.get(spec.kind, key=name)(spec))
-          for name, spec in specs.items()]
+  """A restore function that has `restore_images` (a `Restorer`) restores in batches."""
+  methods = []
+  for name, spec in specs.items():
+    restore = METHODS.get(spec.kind, key=name)(spec)
+    methods.append(Method(name=name, label=spec.label or name, restore=restore,
+                          restore_batch=getattr(restore, "restore_images", None)))
+  return methods
 
 
 def _prepare(image: np.ndarray, size: int) -> np.ndarray:
@@ -163,25 +190,45 @@ class _ResumeCache:
 
 def _restore_all(method: Method, images: list[np.ndarray], names: list[str],
                  cache: _ResumeCache, interruption: Interruption, where: str) -> list[np.ndarray]:
-  """`method` over every image, in order, reusing the images an interrupted run restored."""
+  """`method` over every image, `method.batch_size` at a time, reusing the images an
+  interrupted run restored."""
   done = cache.read()
+  todo = [index for index, name in enumerate(names) if name not in done]
   computed = False
   try:
-    for name, image in tqdm(zip(names, images, strict=True), total=len(images),
-                            desc=where, unit="image"):
-      if name in done:
-        continue
-      if interruption.requested:
-        raise interruption.error(
-            f"evaluation interrupted at {where} ({len(done)} of {len(images)} images "
-            f"restored); the restored images are kept in {cache.path.parent}; run the same "
-            "command to resume")
-      done[name] = method.restore(image)
-      computed = True
+    with tqdm(total=len(images), initial=len(images) - len(todo), desc=where,
+              unit="image") as progress:
+      for chunk in _same_size_chunks(images, todo, method.batch_size):
+        if interruption.requested:
+          raise interruption.error(
+              f"evaluation interrupted at {where} ({len(done)} of {len(images)} images "
+              f"restored); the restored images are kept in {cache.path.parent}; run the same "
+              "command to resume")
+        outputs = method.restore_all([images[index] for index in chunk])
+        done.update((names[index], output) for index, output in zip(chunk, outputs,
+                                                                     strict=True))
+        computed = True
+        progress.update(len(chunk))
   finally:
     if computed:
       cache.write(done)
   return [done[name] for name in names]
+
+
+def _same_size_chunks(images: list[np.ndarray], indices: list[int],
+                      size: int) -> list[list[int]]:
+  """`indices` in chunks of up to `size` images of one shape (batches take one size), each
+  shape's images in order. A shape's chunks are of nearly equal length (100 images: 15 and
+  14, not 16 and 4), so that batches padded to a power of two compile one shape."""
+  by_shape: dict[tuple, list[int]] = {}
+  for index in indices:
+    by_shape.setdefault(images[index].shape, []).append(index)
+  chunks = []
+  for group in by_shape.values():
+    count = -(-len(group) // size)
+    bounds = [len(group) * part // count for part in range(count + 1)]
+    chunks += [group[low:high] for low, high in zip(bounds, bounds[1:], strict=False)]
+  return chunks
 
 
 def _check(interruption: Interruption, where: str, resume: pathlib.Path) -> None:
@@ -194,15 +241,18 @@ def _detect(detector, images: list[np.ndarray], padding: float) -> tuple[list[bo
   """Detections per image; boxes in the image's own coordinates.
 
   Face crops are padded by `padding` of their side (edge pixels) first: detectors are trained
-  on faces with context around them and miss a face that fills the whole frame.
+  on faces with context around them and miss a face that fills the whole frame. Same-size
+  images go through `detect_batch` together (MTCNN's batch path finds the same boxes).
   """
-  found, boxes = [], []
-  for image in images:
-    pad = int(round(padding * max(image.shape[:2])))
-    padded = np.pad(np.clip(image, 0, 1), ((pad, pad), (pad, pad), (0, 0)), mode="edge")
-    detections = detector.detect(padded)
-    found.append(detectors.face_found(detections))
-    boxes.append([tuple(v - pad for v in d.box) for d in detections])
+  found: list[bool] = [False] * len(images)
+  boxes: list = [[] for _ in images]
+  for chunk in _same_size_chunks(images, list(range(len(images))), DETECT_BATCH):
+    pad = int(round(padding * max(images[chunk[0]].shape[:2])))
+    padded = [np.pad(np.clip(images[index], 0, 1), ((pad, pad), (pad, pad), (0, 0)),
+                     mode="edge") for index in chunk]
+    for index, detections in zip(chunk, detector.detect_batch(padded), strict=True):
+      found[index] = detectors.face_found(detections)
+      boxes[index] = [tuple(v - pad for v in d.box) for d in detections]
   return found, boxes
 
 
@@ -402,12 +452,16 @@ def _per_face_scores(quality, data, y_channel, found_blurred, found, protocol, s
   return scores
 
 
-def _quality(restored, sharp, y_channel: bool):
-  psnr, ssim = [], []
-  for image, reference in zip(restored, sharp, strict=True):
-    psnr.append(float(metrics.psnr(image[None], reference[None], y_channel=y_channel)[0]))
-    ssim.append(float(metrics.ssim(image[None], reference[None], y_channel=y_channel)[0]))
-  return np.asarray(psnr), np.asarray(ssim)
+def _quality(restored, sharp, y_channel: bool) -> tuple[np.ndarray, np.ndarray]:
+  """Per-image PSNR and SSIM, computed over same-size chunks: one device call and one
+  read-back per chunk instead of per image."""
+  psnr, ssim = np.zeros(len(restored)), np.zeros(len(restored))
+  for chunk in _same_size_chunks(restored, list(range(len(restored))), QUALITY_BATCH):
+    images = np.stack([restored[index] for index in chunk])
+    references = np.stack([sharp[index] for index in chunk])
+    psnr[chunk] = np.asarray(metrics.psnr(images, references, y_channel=y_channel))
+    ssim[chunk] = np.asarray(metrics.ssim(images, references, y_channel=y_channel))
+  return psnr, ssim
 
 
 def _realism(real_blurred: list[np.ndarray],

@@ -9,9 +9,16 @@ bounded for 12-megapixel photos and a 720p frame goes through in one piece. Each
 compiles once; `tile_size` > 0 fixes square tiles instead, so that a folder of photos of
 many sizes compiles once or twice in all. Grey, RGBA
 and uint8 inputs are read as RGB floats (`faceblur.images.as_rgb`).
+
+`restore_images` restores many images: those of one size that the network takes whole go
+through it together, in batches of a power of two (a short batch filled with copies) within
+the same pixel budget, since one call per small face keeps the CPU's cores less busy and
+reads each result back on its own; each result is the one `restorer(image)` gives, up to
+float rounding.
 """
 
 import pathlib
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -26,6 +33,8 @@ from faceblur.train.trained import load_trained
 # Both networks halve the image twice (SRN inside each scale's encoder, the CycleGAN
 # generator in its two stride-2 convolutions): sides divisible by 4.
 SIDE_MULTIPLE = 4
+# Most images of one size per network call in `restore_images` (a power of two).
+MAX_IMAGE_BATCH = 16
 
 
 def _generator_restore_fn(network):
@@ -89,6 +98,45 @@ class Restorer:
     image = as_rgb(image)
     return tiling.tiled_apply(self.restore_batch, image, tile_size=self.tile_shape(
         *image.shape[:2]), overlap=self.tile_overlap, multiple=SIDE_MULTIPLE)
+
+  def restore_images(self, images: Sequence[np.ndarray],
+                     batch_size: int = MAX_IMAGE_BATCH) -> list[np.ndarray]:
+    """Each image restored as `restorer(image)` restores it, those of one size that one tile
+    spans together in batches of up to `batch_size` (and the tile budget's pixels)."""
+    images = [as_rgb(image) for image in images]
+    restored: list[np.ndarray | None] = [None] * len(images)
+    for shape, positions in _positions_by_shape(images).items():
+      tile = self.tile_shape(*shape[:2])
+      if shape[0] > tile[0] or shape[1] > tile[1]:  # tiled: one image at a time
+        for position in positions:
+          restored[position] = self(images[position])
+        continue
+      budget = max(tile[0] * tile[1], int(self.tile_megapixels * 1e6))
+      most = max(1, min(batch_size, budget // (tile[0] * tile[1])))
+      for begin in range(0, len(positions), most):
+        group = positions[begin:begin + most]
+        outputs = self._restore_whole([images[position] for position in group], tile)
+        for position, output in zip(group, outputs, strict=True):
+          restored[position] = output
+    return restored
+
+  def _restore_whole(self, images: list[np.ndarray], tile: tuple[int, int]) -> list[np.ndarray]:
+    """Same-size images, each padded to `tile` as `tiling.tiled_apply` pads a single tile,
+    through the network in one call."""
+    height, width = images[0].shape[:2]
+    padding = ((0, tile[0] - height), (0, tile[1] - width), (0, 0))
+    padded = [np.pad(image, padding, mode="edge") for image in images]
+    batch_size = 1 << (len(padded) - 1).bit_length()
+    outputs = self.restore_batch(np.stack(padded + [padded[-1]] * (batch_size - len(padded))))
+    return [np.array(output[:height, :width], np.float32) for output in outputs[:len(images)]]
+
+
+def _positions_by_shape(images: Sequence[np.ndarray]) -> dict[tuple, list[int]]:
+  """Image positions grouped by shape, in order."""
+  groups: dict[tuple, list[int]] = {}
+  for position, image in enumerate(images):
+    groups.setdefault(image.shape, []).append(position)
+  return groups
 
 
 class Deblurrer(Restorer):
