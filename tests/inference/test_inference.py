@@ -151,3 +151,18 @@ def test_restorer_runs_the_cyclegans_f_like_the_srn(trained_cyclegan):
       assert restored.min() >= 0 and restored.max() <= 1
   with pytest.raises(ConfigError, match="cannot restore with stage 'synthesize'"):
     inference.Restorer(trained_cyclegan, stage="synthesize")
+
+
+def test_the_cyclegan_row_restores_with_f_not_g(trained_cyclegan):
+  """Guards the baseline's wiring: Zhu et al.'s deblurrer is F (blurred -> sharp); G, the
+  blurring generator, run in its place would still give images of the right shape."""
+  trained = load_trained(trained_cyclegan, "cyclegan")
+  image = np.random.default_rng(1).random((32, 48, 3)).astype(np.float32)
+  restored = inference.Restorer(trained_cyclegan, stage="cyclegan")(image)
+
+  def through(name):
+    output = trained.networks[name].apply(trained.params[name], image[None])
+    return np.clip(np.asarray(output, np.float32)[0], 0, 1)
+
+  np.testing.assert_allclose(restored, through("f"), atol=1e-5)
+  assert np.abs(restored - through("g")).max() > 1e-3  # 100x the tolerance above
