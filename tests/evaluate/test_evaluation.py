@@ -214,3 +214,27 @@ def test_a_comparison_of_an_unconfigured_method_is_one_config_error(tmp_path):
   with pytest.raises(ConfigError, match="evaluate.comparisons has 'again_blurred'; write each"):
     evaluation.evaluate(config, tmp_path)
   assert not (tmp_path / "out").exists()  # refused before anything is loaded or written
+
+
+def test_blurred_columns_are_scored_on_the_blurred_images(tmp_path):
+  """Guards two wirings that equal-looking inputs would hide: Table 2's blurred column is
+  detected on the blurred images (not the ground truth), and the blur-realism score compares
+  each set's *blurred* images with the real blurred photos (not its sharp ones)."""
+  faces = demo.DemoFaces(size=96, count=4, seed=0, group="test")
+  sharp = [faces[i]["image"] for i in range(4)]
+  # Blur that hides the faces from MTCNN.
+  blurred = [np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(8)))
+             for image in sharp]
+  for side, images in (("sharp", sharp), ("blurred", blurred)):
+    (tmp_path / "set" / side).mkdir(parents=True)
+    for index, image in enumerate(images):
+      Image.fromarray(image).save(tmp_path / "set" / side / f"{index}.png")
+  config = _config(tmp_path / "set", tmp_path / "out")
+  # The "real" blurred photos are the set's own blurred images: its realism must be that of
+  # two identical sets (an MMD^2 at or below 0), where the sharp images would be far off.
+  config.real_blurred = common.source("folder", path=str(tmp_path / "set" / "blurred"))
+  report = evaluation.evaluate(config, tmp_path)
+  entry = report["test_sets"]["tiny"]
+  assert entry["detection"]["ground_truth"] == 1.0
+  assert entry["detection"]["blurred"] == entry["detection"]["again"] < 0.5
+  assert report["blur_realism"]["tiny"]["mmd2"] <= 0.0
