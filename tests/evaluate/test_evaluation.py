@@ -230,6 +230,7 @@ def test_blurred_columns_are_scored_on_the_blurred_images(tmp_path):
     for index, image in enumerate(images):
       Image.fromarray(image).save(tmp_path / "set" / side / f"{index}.png")
   config = _config(tmp_path / "set", tmp_path / "out")
+  del config.methods["blurred"]  # the input's own column, not an identity method's
   # The "real" blurred photos are the set's own blurred images: its realism must be that of
   # two identical sets (an MMD^2 at or below 0), where the sharp images would be far off.
   config.real_blurred = common.source("folder", path=str(tmp_path / "set" / "blurred"))
@@ -237,4 +238,7 @@ def test_blurred_columns_are_scored_on_the_blurred_images(tmp_path):
   entry = report["test_sets"]["tiny"]
   assert entry["detection"]["ground_truth"] == 1.0
   assert entry["detection"]["blurred"] == entry["detection"]["again"] < 0.5
+  with open(tmp_path / "out" / "per_image_tiny.csv") as handle:
+    rows = list(csv.DictReader(handle))
+  assert [row["blurred_detected"] for row in rows] == [row["again_detected"] for row in rows]
   assert report["blur_realism"]["tiny"]["mmd2"] <= 0.0
