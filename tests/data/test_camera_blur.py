@@ -257,3 +257,20 @@ def test_model_rejects_impossible_parameters():
       CameraModel(**bad)
   with pytest.raises(ValueError, match="HxWx3"):
     camera_blur.camera_blur(np.zeros((8, 8, 4)), np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("max_shake", [0.1, 0.3])
+def test_shake_path_length_is_max_shake_of_the_shorter_side(max_shake):
+  """Guards the camera's scale (issue 26, break 9), as the kernel baseline's path is tied to
+  its `max_blur_length`: the exposed translation path is at most `max_shake` x the shorter
+  side long, and its first 50-100 % is exposed, so the longest paths come near that bound."""
+  model = camera_blur.CameraModel(max_shake=max_shake, max_roll_deg=0.0, max_zoom=0.0)
+  height, width = 64, 128
+  lengths = []
+  for seed in range(24):
+    _, translations, _ = camera_blur._shake_poses(np.random.default_rng(seed), height, width,
+                                                  model)
+    lengths.append(np.linalg.norm(np.diff(translations, axis=0), axis=1).sum())
+  bound = max_shake * min(height, width)
+  assert max(lengths) <= bound * 1.001
+  assert max(lengths) >= 0.8 * bound and min(lengths) >= 0.3 * bound
