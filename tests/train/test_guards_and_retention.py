@@ -54,3 +54,33 @@ def test_only_the_newest_checkpoints_are_kept(tmp_path):
   srn.train_and_evaluate(config, tmp_path)
   assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()) == [8, 10]
   assert Checkpointer(tmp_path / "checkpoints").latest_step() == 10
+
+
+def test_the_configs_real_label_reaches_both_losses():
+  """Guards `loss.real_label` (`:paper_code`'s 0.9) against a hard-coded 1.0: one step's
+  adversarial and critic losses equal the LSGAN formulas on the same critics' scores."""
+  config = cyclegan_config(4)
+  config.loss.real_label = 0.9
+  config.loss.identity_weight = 0.0
+  config.pool_size = 0  # the critics then see this step's fakes themselves
+  mesh = partitioning.make_mesh(1)
+  tx = cyclegan.STAGE.make_optimizer(config, 4)
+  state = state_lib.create_train_state(cyclegan.init_fn(config, tx), 0, mesh)
+  networks = cyclegan.make_networks(config)
+  rng = np.random.default_rng(0)
+  size = config.data.crop_size
+  images = {key: rng.random((2, size, size, 3), dtype=np.float32) for key in ("sharp", "blurred")}
+
+  def run(name, params, x):
+    return np.asarray(networks[name].apply(params, x), np.float64)
+
+  fake_blurred = run("g", state.g, images["sharp"]).astype(np.float32)
+  fake_sharp = run("f", state.f, images["blurred"]).astype(np.float32)
+  adversarial = (np.mean((run("d_blurred", state.d_blurred, fake_blurred) - 0.9) ** 2)
+                 + np.mean((run("d_sharp", state.d_sharp, fake_sharp) - 0.9) ** 2))
+  _, metrics = jax.jit(cyclegan.make_train_step(config, networks, tx))(
+      state, partitioning.shard_batch(images, mesh))
+  np.testing.assert_allclose(float(metrics["generator/adversarial"]), adversarial, rtol=1e-4)
+  critic_blurred = 0.5 * (np.mean((run("d_blurred", state.d_blurred, images["blurred"]) - 0.9) ** 2)
+                          + np.mean(run("d_blurred", state.d_blurred, fake_blurred) ** 2))
+  np.testing.assert_allclose(float(metrics["critic/blurred"]), critic_blurred, rtol=1e-4)
