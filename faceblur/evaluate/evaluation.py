@@ -71,6 +71,7 @@ class Method:
   label: str
   restore: RestoreFn
   restore_batch: BatchRestoreFn | None = None
+  fingerprint: str = ""  # a trained method's weights (`Restorer.fingerprint`)
 
   @property
   def batch_size(self) -> int:
@@ -109,7 +110,12 @@ def _srn(spec: ml_collections.ConfigDict) -> RestoreFn:
   if regions != "faces":
     raise ConfigError(f"methods.*.regions={regions!r} is not one of whole, faces")
   face_restorer = FaceRestorer(restorer)
-  return lambda image: face_restorer(image).image
+
+  def restore(image: np.ndarray) -> np.ndarray:
+    return face_restorer(image).image
+
+  restore.fingerprint = restorer.fingerprint
+  return restore
 
 
 @METHODS.register("cyclegan")
@@ -124,7 +130,8 @@ def build_methods(specs: ml_collections.ConfigDict) -> list[Method]:
   for name, spec in specs.items():
     restore = METHODS.get(spec.kind, key=name)(spec)
     methods.append(Method(name=name, label=spec.label or name, restore=restore,
-                          restore_batch=getattr(restore, "restore_images", None)))
+                          restore_batch=getattr(restore, "restore_images", None),
+                          fingerprint=getattr(restore, "fingerprint", "")))
   return methods
 
 
@@ -162,7 +169,8 @@ class _ResumeCache:
   """Restored images of one test set and method, kept so an interrupted evaluation resumes.
 
   The file holds a fingerprint of everything that decides the images (the test set, the
-  method's spec, the image size and count); a file with another fingerprint is ignored.
+  method's spec and weights, the image size and count); a file with another fingerprint is
+  ignored, so a method retrained in the same folder is restored anew.
   """
 
   def __init__(self, folder: pathlib.Path, set_name: str, method: str, fingerprint: dict):
@@ -288,7 +296,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
   def cache(set_name: str, spec: ml_collections.ConfigDict, method: Method) -> _ResumeCache:
     return _ResumeCache(resume, set_name, method.name, {
         "set": spec.to_dict(), "method": config.methods[method.name].to_dict(),
-        "image_size": config.image_size, "max_images": config.max_images})
+        "weights": method.fingerprint, "image_size": config.image_size,
+        "max_images": config.max_images})
 
   with interruptible() as interruption:
     synthetic_blur = {}  # each paired set's blurred images, for the blur-realism score

@@ -17,9 +17,12 @@ reads each result back on its own; each result is the one `restorer(image)` give
 float rounding.
 """
 
+import functools
+import hashlib
 import pathlib
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -80,6 +83,15 @@ class Restorer:
     self.tile_overlap = tile_overlap
     self._params = trained.params[network_name]
     self._restore = make_restore_fn(trained.networks[network_name])
+
+  @functools.cached_property
+  def fingerprint(self) -> str:
+    """A digest of the weights this restorer runs: a run retrained in the same folder, to the
+    same step, has another (the evaluation's resume cache keys on it)."""
+    digest = hashlib.sha256(f"{self.stage}:{self.step}:{self.weights}".encode())
+    for leaf in jax.tree.leaves(jax.device_get(self._params)):
+      digest.update(np.ascontiguousarray(leaf).tobytes())
+    return digest.hexdigest()
 
   def restore_batch(self, blurred: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) float [0, 1], sides divisible by 4 -> restored, same shape."""

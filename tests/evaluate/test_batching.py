@@ -3,10 +3,13 @@ trained network (same-size images together, large ones still tiled), MTCNN detec
 SSIM; and a batched method still resumes after an interruption between two batches."""
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 import scipy.ndimage
 
+from configs import common
+from configs import evaluate as evaluate_config
 from faceblur import detectors, metrics
 from faceblur.data import demo
 from faceblur.errors import Interrupted
@@ -108,3 +111,30 @@ def test_a_batched_method_stops_between_batches_and_resumes(tmp_path):
   assert batches == [10, 10]
   for image, output in zip(images, restored, strict=True):
     np.testing.assert_array_equal(output, image * 0.5)
+
+
+def test_the_resume_cache_keys_on_the_weights(identity_srn, tmp_path, monkeypatch):
+  """Guards the resume fingerprint (issue 26, break 8): images restored by a method must not
+  be reused once its checkpoint is retrained in the same folder, so the evaluation keys each
+  method's resume file on its weights."""
+  assert Restorer(identity_srn).fingerprint == Restorer(identity_srn).fingerprint
+  assert _perturbed(Restorer(identity_srn)).fingerprint != Restorer(identity_srn).fingerprint
+
+  keyed = []
+  resume_cache = evaluation._ResumeCache
+
+  def recording(folder, set_name, method, fingerprint):
+    keyed.append((method, fingerprint))
+    return resume_cache(folder, set_name, method, fingerprint)
+
+  monkeypatch.setattr(evaluation, "_ResumeCache", recording)
+  config = evaluate_config.get_config()
+  config.test_sets = ml_collections.ConfigDict(dict(tiny=common.source(
+      "kernel_blurred", base=dict(kind="demo_sharp", count=2, seed=0), max_blur_length=5.0)))
+  config.methods = ml_collections.ConfigDict(dict(
+      ours=evaluate_config.method("srn", label="Ours", workdir=str(identity_srn))))
+  config.identity = False
+  config.output = str(tmp_path / "out")
+  evaluation.evaluate(config, tmp_path)
+  assert ("ours", Restorer(identity_srn).fingerprint) in [
+      (method, fingerprint["weights"]) for method, fingerprint in keyed]
