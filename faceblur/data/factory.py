@@ -18,6 +18,7 @@ from faceblur.registry import Registry
 class SourceKind:
   build: Callable[[ml_collections.ConfigDict, int | None], object]  # (spec, image_size)
   paired: bool
+  generated: bool = False  # makes its images (demo faces, synthetic blur): needs no path
 
 
 SOURCES: Registry[SourceKind] = Registry(
@@ -63,6 +64,12 @@ def _build(spec, image_size: int | None, *, paired: bool):
     raise ConfigError(f"data source kind {spec.kind!r} is {'un' if paired else ''}paired; "
                       f"one of {', '.join(wanted)} is needed here")
   return kind.build(spec, image_size)
+
+
+def is_set(spec) -> bool:
+  """Whether a spec names data: a kind, and a path unless the kind makes its own images."""
+  spec = _spec(spec)
+  return bool(spec.kind) and (bool(spec.path) or SOURCES.get(spec.kind).generated)
 
 
 def make_source(spec, *, image_size: int | None = None):
@@ -114,10 +121,10 @@ def _demo_faces(spec, image_size):
                         seed=spec.seed, group=spec.split or "all")
 
 
-SOURCES.register("demo_sharp", paired=False)(_demo_faces)
+SOURCES.register("demo_sharp", paired=False, generated=True)(_demo_faces)
 
 
-@SOURCES.register("demo_blurred", paired=False)
+@SOURCES.register("demo_blurred", paired=False, generated=True)
 def _demo_blurred(spec, image_size):
   from faceblur.data import camera_blur  # noqa: PLC0415
 
@@ -160,7 +167,7 @@ def _base(spec, image_size):
   return make_source(spec.base, image_size=image_size)
 
 
-@SOURCES.register("kernel_blurred", paired=True)
+@SOURCES.register("kernel_blurred", paired=True, generated=True)
 def _kernel_blurred(spec, image_size):
   from faceblur.data import demo  # noqa: PLC0415
 
@@ -168,7 +175,7 @@ def _kernel_blurred(spec, image_size):
                                  max_blur_length=spec.max_blur_length or None)
 
 
-@SOURCES.register("camera_blurred", paired=True)
+@SOURCES.register("camera_blurred", paired=True, generated=True)
 def _camera_blurred(spec, image_size):
   from faceblur.data import camera_blur  # noqa: PLC0415
 

@@ -152,7 +152,7 @@ def make_hooks(config: ml_collections.ConfigDict, networks: stage_lib.Networks,
                train_sources: tuple, workdir: pathlib.Path,
                writer: MetricWriter) -> tuple[loop.Periodic, ...]:
   """The held-out evaluation, when there is a test set."""
-  if not (config.data.test.path or config.data.test.kind.startswith("demo")):
+  if not factory.is_set(config.data.test):
     return ()
   test_source = SkipBadRecords(factory.make_paired_source(config.data.test),
                                min_size=config.eval_crop_size, min_size_reason="eval_crop_size")

@@ -242,3 +242,17 @@ def test_synthesis_resumes_without_duplicating_or_losing_pairs(tmp_path):
   synthesize.synthesize(config, tmp_path)
   third = {path.relative_to(output): path.read_bytes() for path in output.rglob("*.png")}
   assert third.keys() == first.keys() and synthesize.is_complete(output)
+
+
+def test_srn_evaluates_held_out_pairs_while_training(identity_srn):
+  """Guards the SRN's held-out evaluation (issue 26, break 7): it runs on a generated test set
+  (kernel blur needs no path), and the identity network's restored images score exactly what
+  their blurred inputs score."""
+  log = (identity_srn / "log.txt").read_text()
+  scores = dict(re.findall(r"eval/(\w+/\w+)=([-\d.e]+)", log))
+  assert set(scores) == {"psnr/blurred", "psnr/restored", "ssim/blurred", "ssim/restored"}
+  assert 15 < float(scores["psnr/blurred"]) < 40
+  assert scores["psnr/restored"] == scores["psnr/blurred"]
+  assert scores["ssim/restored"] == scores["ssim/blurred"]
+  assert not factory.is_set(factory.source_spec("folder"))  # no path: no evaluation
+  assert factory.is_set(factory.source_spec("paired_folder", path="pairs/test"))
