@@ -106,3 +106,39 @@ def test_the_demos_comparisons_name_its_methods(arg):
     expected += [("ours", "oracle"), ("oracle", "blurred")]
   assert pairs == expected
   assert pipeline_config.get_config().evaluate.comparisons == ("ours-blurred", "ours-srn_kernel")
+
+
+def test_the_wired_demo_keeps_every_method_on_its_own_checkpoint_and_out_of_the_test_faces(
+    tmp_path):
+  """Guards the pipeline's wiring (issue 26, break 4): ours and each baseline restore with
+  their own stage's checkpoint, ours trains on the synthesised pairs' train split, and no
+  stage trains on a test face (the held-out pairs or the test people)."""
+  import pathlib
+
+  from configs import demo
+  from faceblur import pipeline
+
+  config = pipeline.wire(demo.get_config(), tmp_path)
+  methods = config.evaluate.methods
+  assert {name: methods[name].workdir for name in ("ours", "srn_kernel", "oracle", "cyclegan")} \
+      == {"ours": str(tmp_path / "srn"), "srn_kernel": str(tmp_path / "srn_kernel"),
+          "oracle": str(tmp_path / "srn_oracle"), "cyclegan": str(tmp_path / "cyclegan")}
+  pairs = tmp_path / "pairs"
+  assert (config.srn.data.train.path, config.srn.data.train.split) == (str(pairs), "train")
+  for name in ("srn", "srn_kernel", "srn_oracle"):
+    assert (config[name].data.test.path, config[name].data.test.split) == (str(pairs), "test")
+  for name in ("srn_kernel", "srn_oracle"):  # ours' training faces, blurred otherwise
+    assert config[name].data.train.base.path == str(pairs / "train" / "sharp")
+  assert config.synthesize.output == str(pairs)
+  assert config.evaluate.test_sets.synthesized.split == "test"
+
+  def faces(spec) -> list[dict]:
+    spec = spec.to_dict() if hasattr(spec, "to_dict") else spec
+    return [spec] + (faces(spec["base"]) if spec.get("base") else [])
+
+  training = [config.cyclegan.data.sharp, config.cyclegan.data.blurred,
+              config.cyclegan.data.blurred_validation, config.synthesize.source,
+              *(config[name].data.train for name in ("srn", "srn_kernel", "srn_oracle"))]
+  for spec in (face for source in training for face in faces(source)):
+    inside = pathlib.Path(spec.get("path") or tmp_path).relative_to(tmp_path)
+    assert spec.get("split") != "test" and "test" not in inside.parts, spec
