@@ -30,6 +30,10 @@ def parse_flags(argv: list[str]) -> list[str]:
     return FLAGS(argv)
   except flags.Error as error:
     message = str(error)
+    if "Traceback (most recent call last)" in message:  # the config file's get_config raised
+      reason = message.strip().splitlines()[-1].split(": ", 1)[-1]
+      print(f"error: --config: {reason}", file=sys.stderr, flush=True)
+      sys.exit(2)
   except (AttributeError, KeyError, TypeError, ValueError) as error:
     message = str(error.args[0] if error.args else error)
   message = " ".join(re.sub(r"\\n|\\|'", " ", message).split())

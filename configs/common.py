@@ -1,5 +1,7 @@
 """Pieces every config shares: run settings, data-source specs, the multi-host block."""
 
+from collections.abc import Sequence
+
 import ml_collections
 
 from faceblur.data import factory
@@ -23,6 +25,14 @@ def run_settings(config: ml_collections.ConfigDict, *, job: str) -> ml_collectio
 
 
 source = factory.source_spec  # a data source spec, built by faceblur.data.factory
+
+
+def check_argument(file: str, arg: str, choices: Sequence[str]) -> None:
+  """`--config=configs/<file>:<arg>` with an `arg` the file does not know: one line naming
+  the file, never the defaults in silence."""
+  if arg not in choices:
+    raise ValueError(f"unknown configs/{file} argument {arg!r}; choose "
+                     f"{', '.join(repr(choice) for choice in choices)}")
 
 
 def train_loop_settings(config: ml_collections.ConfigDict, *, num_epochs: float,

@@ -54,8 +54,7 @@ def apply_variant(config: ml_collections.ConfigDict, name: str) -> ml_collection
 
 
 def get_config(arg: str = "folders") -> ml_collections.ConfigDict:
-  if arg not in ARGUMENTS:
-    raise ValueError(f"unknown configs/cyclegan.py argument {arg!r}; choose {', '.join(ARGUMENTS)}")
+  common.check_argument("cyclegan.py", arg, ARGUMENTS)
   config = common.run_settings(ml_collections.ConfigDict(), job="cyclegan")
   config.data = ml_collections.ConfigDict()
   if arg == "celeb_a":

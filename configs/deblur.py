@@ -15,7 +15,7 @@ from configs import common
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  del arg
+  common.check_argument("deblur.py", arg, ("",))
   config = common.run_settings(ml_collections.ConfigDict(), job="deblur")
   config.checkpoint = ""   # a stage-2 workdir (or its checkpoints/ folder)
   config.input = ""        # an image file or a folder (searched recursively)

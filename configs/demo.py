@@ -40,8 +40,7 @@ ARGUMENTS = ("", "tiny", "oracle", "no_oracle", *(f"stage1={name}" for name in
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  if arg not in ARGUMENTS:
-    raise ValueError(f"unknown configs/demo.py argument {arg!r}; choose {', '.join(ARGUMENTS)}")
+  common.check_argument("demo.py", arg, ARGUMENTS)
   tiny = arg == "tiny"
   variant = arg.partition("=")[2] if arg.startswith("stage1=") else STAGE1_VARIANT
   config = pipeline.get_config("demo")

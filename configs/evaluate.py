@@ -22,6 +22,7 @@ def method(kind: str, workdir: str = "", label: str = "", stage: str = "",
 
 def get_config(arg: str = "paired_folder") -> ml_collections.ConfigDict:
   """`paired_folder`: Tables 1 and 2 on paired test sets; `wider_face`: Table 2 on WIDER FACE."""
+  common.check_argument("evaluate.py", arg, ("paired_folder", "wider_face"))
   if arg == "wider_face":
     return wider_face()
   config = common.run_settings(ml_collections.ConfigDict(), job="evaluate")

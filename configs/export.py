@@ -13,7 +13,7 @@ from configs import common
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  del arg
+  common.check_argument("export.py", arg, ("",))
   config = common.run_settings(ml_collections.ConfigDict(), job="export")
   config.checkpoint = ""   # a stage workdir, its checkpoints/ folder, or a release
   config.output = ""       # the release folder to write (an older release there is replaced)

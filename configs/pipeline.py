@@ -9,6 +9,7 @@ from configs import common, cyclegan, evaluate, srn, synthesize
 
 
 def get_config(arg: str = "folders") -> ml_collections.ConfigDict:
+  common.check_argument("pipeline.py", arg, cyclegan.ARGUMENTS)
   config = common.run_settings(ml_collections.ConfigDict(), job="pipeline")
   config.stages = ("cyclegan", "synthesize", "srn", "srn_kernel", "evaluate")
   config.cyclegan = cyclegan.get_config(arg)

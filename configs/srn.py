@@ -16,11 +16,9 @@ from configs import common
 
 
 def get_config(arg: str = "synthesized") -> ml_collections.ConfigDict:
+  common.check_argument("srn.py", arg, ("synthesized", "gopro", "paper_code"))
   config = common.run_settings(ml_collections.ConfigDict(), job="srn")
   config.data = ml_collections.ConfigDict()
-  if arg not in ("synthesized", "gopro", "paper_code"):
-    raise ValueError(f"unknown configs/srn.py argument {arg!r}; "
-                     "choose synthesized, gopro or paper_code")
   if arg == "gopro":
     config.data.train = common.source("paired_folder", path="GOPRO_Large/train")
     config.data.test = common.source("paired_folder", path="GOPRO_Large/test")

@@ -12,11 +12,11 @@ synthesised pairs and 2.5 times the SRN steps: about an hour on the 2-core CPU (
 
 import ml_collections
 
-from configs import demo
+from configs import common, demo
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  del arg
+  common.check_argument("study.py", arg, ("",))
   config = demo.get_config()
   stage1 = config.cyclegan
   stage1.model.num_blocks = 6

@@ -10,6 +10,7 @@ from configs import common
 
 
 def get_config(arg: str = "folder") -> ml_collections.ConfigDict:
+  common.check_argument("synthesize.py", arg, ("folder", "celeb_a"))
   config = common.run_settings(ml_collections.ConfigDict(), job="synthesize")
   config.cyclegan_workdir = ""  # the stage-1 workdir (its checkpoints/ are read) or a release
   # Stage 1's checkpoint chosen by blur realism on its validation photos (selection.json),

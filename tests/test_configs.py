@@ -1,10 +1,14 @@
 """The named config variants are what their docstrings say they reproduce."""
 
+import importlib
+import pathlib
+
 import jax
 import numpy as np
 import pytest
 from flax import nnx
 
+import configs
 from configs import cyclegan as cyclegan_config
 from configs import pipeline as pipeline_config
 from configs import srn as srn_config
@@ -40,10 +44,18 @@ def test_cyclegan_paper_code_is_the_papers_stage_one():
   assert paper.loss.cycle_weight == reference.loss.cycle_weight == 10.0
 
 
-@pytest.mark.parametrize("module", [cyclegan_config, srn_config])
-def test_unknown_config_argument_is_refused(module):
-  with pytest.raises(ValueError, match="unknown configs/.* argument 'papercode'"):
+CONFIG_FILES = sorted(path.stem for path in pathlib.Path(configs.__file__).parent.glob("*.py")
+                      if path.stem not in ("__init__", "common"))
+
+
+@pytest.mark.parametrize("name", CONFIG_FILES)
+def test_every_config_file_refuses_a_mistyped_argument_naming_itself(name):
+  """A typo (`celeba` for `celeb_a`) must not run the defaults in silence."""
+  module = importlib.import_module(f"configs.{name}")
+  with pytest.raises(ValueError, match=f"^unknown configs/{name}.py argument 'papercode'; "
+                                       "choose [^\n]+$"):
     module.get_config("papercode")
+  module.get_config()  # the default argument is accepted
 
 
 def test_demo_oracle_trains_a_third_srn_on_the_test_blur_and_evaluates_it(tmp_path):
@@ -113,8 +125,6 @@ def test_the_wired_demo_keeps_every_method_on_its_own_checkpoint_and_out_of_the_
   """Guards the pipeline's wiring (issue 26, break 4): ours and each baseline restore with
   their own stage's checkpoint, ours trains on the synthesised pairs' train split, and no
   stage trains on a test face (the held-out pairs or the test people)."""
-  import pathlib
-
   from configs import demo
   from faceblur import pipeline
 

@@ -159,3 +159,9 @@ def test_hopeless_data_fails_at_start_up_in_one_line(tmp_path, case):
   result = run_main(*args, *data_flags, f"--workdir={tmp_path / 'run'}")
   assert_one_line_error(result, *needles)
   assert "Parameters:" not in result.stdout  # failed before building (compiling) any network
+
+
+def test_a_mistyped_config_argument_is_one_line_naming_the_file(tmp_path):
+  result = run_main("--config=configs/synthesize.py:celeba", f"--workdir={tmp_path}",
+                    timeout=120)
+  assert_one_line_error(result, "configs/synthesize.py", "'celeba'", "'celeb_a'")
