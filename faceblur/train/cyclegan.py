@@ -212,8 +212,11 @@ def make_train_step(config: ml_collections.ConfigDict, networks: stage_lib.Netwo
       # critic once G has some, and its gradient stays bounded at no spread. It compares the
       # outputs without noise (and JPEG): a spread of noise levels would buy it cheaply, and
       # push G's noisiest codes far beyond anything the critic asked for.
+      # (The CNN G takes no noise: its output is already noiseless.)
+      noisy_g = config.model.get("generator", "resnet") == "kernel_blur"
+      noiseless = G(sharp, z) if noisy_g else fake_blurred
       z_other, _ = generator_randomness(config, keys[3], sharp.shape[0])
-      spread = (jnp.mean(jnp.abs(G(sharp, z_other) - G(sharp, z)))
+      spread = (jnp.mean(jnp.abs(G(sharp, z_other) - noiseless))
                 / jnp.mean(jnp.abs(z_other - z)))
       diversity = -jnp.minimum(spread, DIVERSITY_CAP)
       total = total + diversity_weight * diversity
