@@ -43,6 +43,8 @@ def get_config(arg: str = "synthesized") -> ml_collections.ConfigDict:
       # > 0 clips the ConvLSTM's gradients to this global norm: an option of the official
       # code (3.0 there) that its training never turns on, so off (0) here.
       lstm_grad_clip_norm=0.0,
+      warmup_steps=0,      # > 0: a linear ramp from 0 first (not in the official code)
+      grad_clip_norm=0.0,  # > 0: every gradient clipped to this global norm (nor this)
   ))
   common.train_loop_settings(config, num_epochs=150, batch_size=16)
   config.eval_every_steps = 2000

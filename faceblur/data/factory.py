@@ -33,10 +33,12 @@ def source_spec(kind: str, path: str = "", **kwargs) -> ml_collections.ConfigDic
   a group of base faces (`demo.BASE_GROUPS`: train, blurred, test or all); kernel_blurred
   (pairs made by blurring a `base` source with random camera-shake kernels, the paper's
   baseline) and camera_blurred (pairs made by the simulated camera). `max_shake` > 0
-  overrides the camera's shake length (a fraction of the side); `size` > 0 sizes demo faces.
+  overrides the camera's shake length (a fraction of the side); `camera` (a dict of
+  `camera_blur.CameraModel` fields) overrides others, e.g. to switch a stage of the camera
+  off; `size` > 0 sizes demo faces.
   """
   spec = dict(kind=kind, path=path, split="train", blurry=None, count=0, seed=0, base=None,
-              max_blur_length=0.0, max_shake=0.0, size=0)
+              max_blur_length=0.0, max_shake=0.0, camera=None, size=0)
   unknown = set(kwargs) - set(spec)
   if unknown:
     raise ConfigError(f"unknown data source key {sorted(unknown)[0]!r}; known: {', '.join(spec)}")
@@ -135,9 +137,19 @@ def _demo_blurred(spec, image_size):
 def _camera_model(spec):
   from faceblur.data import camera_blur  # noqa: PLC0415
 
-  if spec.max_shake > 0:
-    return camera_blur.CameraModel(max_shake=spec.max_shake)
-  return camera_blur.CameraModel()
+  fields = {} if spec.max_shake <= 0 else {"max_shake": spec.max_shake}
+  overrides = spec.camera.to_dict() if isinstance(spec.camera, ml_collections.ConfigDict) \
+      else dict(spec.camera or {})
+  known = {field.name for field in dataclasses.fields(camera_blur.CameraModel)}
+  for name, value in overrides.items():
+    if name not in known:
+      raise ConfigError(f"unknown camera field {name!r} in a data source's .camera; known: "
+                        f"{', '.join(sorted(known))}")
+    fields[name] = tuple(value) if isinstance(value, list) else value
+  try:
+    return camera_blur.CameraModel(**fields)
+  except ValueError as error:
+    raise ConfigError(f"data source {spec.kind!r}: {error}") from None
 
 
 # Paired kinds.

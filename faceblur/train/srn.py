@@ -63,12 +63,23 @@ def _is_lstm(path) -> bool:
 
 def optimizer(config: ml_collections.ConfigDict,
               num_train_steps: int) -> optax.GradientTransformation:
-  """Adam with polynomial decay, the ConvLSTM's gradients optionally clipped."""
+  """Adam with polynomial decay, the ConvLSTM's gradients optionally clipped.
+
+  `optimizer.warmup_steps` > 0 ramps the rate linearly from 0 first, and `grad_clip_norm` > 0
+  clips every gradient to that global norm: neither is in the official code (both 0 there),
+  both are the usual remedies when a short budget calls for a larger rate.
+  """
   opt = config.optimizer
+  warmup = min(int(opt.get("warmup_steps", 0)), num_train_steps)
   schedule = optax.polynomial_schedule(
       init_value=opt.learning_rate, end_value=opt.end_learning_rate, power=opt.decay_power,
-      transition_steps=num_train_steps)
+      transition_steps=max(num_train_steps - warmup, 1))
+  if warmup > 0:
+    schedule = optax.join_schedules(
+        [optax.linear_schedule(0.0, opt.learning_rate, warmup), schedule], [warmup])
   adam = optax.adam(schedule)
+  if opt.get("grad_clip_norm", 0.0) > 0:
+    adam = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), adam)
   if opt.lstm_grad_clip_norm > 0 and config.model.use_lstm:
     labels = lambda params: jax.tree_util.tree_map_with_path(  # noqa: E731
         lambda path, _: "lstm" if _is_lstm(path) else "rest", params)

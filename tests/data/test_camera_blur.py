@@ -259,6 +259,31 @@ def test_model_rejects_impossible_parameters():
     camera_blur.camera_blur(np.zeros((8, 8, 4)), np.random.default_rng(0))
 
 
+def test_a_source_switches_camera_stages_off_by_name():
+  """`camera=` on a source spec sets `CameraModel` fields (tools/oracle_budget.py's ablation:
+  labels without a stage of the camera), and a misspelt field is one line naming it."""
+  from configs import common  # noqa: PLC0415
+  from faceblur.data import factory  # noqa: PLC0415
+  from faceblur.errors import ConfigError  # noqa: PLC0415
+
+  base = dict(kind="demo_sharp", split="test", count=2, seed=0)
+  clean = factory.make_paired_source(common.source(
+      "camera_blurred", base=base, seed=3, max_shake=0.1, camera={**CLEAN, **NO_BLUR}),
+      image_size=32)
+  for index in range(2):  # no blur, noise, tone or JPEG: sRGB to linear and back, 8-bit
+    np.testing.assert_allclose(clean[index]["blurred"].astype(float),
+                               clean[index]["sharp"].astype(float), atol=1)
+  noisy = factory.make_paired_source(common.source(
+      "camera_blurred", base=base, seed=3, max_shake=0.1), image_size=32)
+  assert np.abs(noisy[0]["blurred"].astype(float) - noisy[0]["sharp"]).mean() > 1
+  with pytest.raises(ConfigError, match="unknown camera field 'max_shak'"):
+    factory.make_paired_source(common.source("camera_blurred", base=base,
+                                             camera={"max_shak": 0.1}), image_size=32)
+  with pytest.raises(ConfigError, match="max_contrast"):
+    factory.make_paired_source(common.source("camera_blurred", base=base,
+                                             camera={"max_contrast": 2.0}), image_size=32)
+
+
 @pytest.mark.parametrize("max_shake", [0.1, 0.3])
 def test_shake_path_length_is_max_shake_of_the_shorter_side(max_shake):
   """Guards the camera's scale (issue 26, break 9), as the kernel baseline's path is tied to

@@ -80,3 +80,28 @@ def test_only_the_lstm_gradients_are_clipped():
   for mu in _first_moments(state):
     for leaf in jax.tree.leaves(mu):
       np.testing.assert_allclose(leaf, 0.1 * 10.0, rtol=1e-5)
+
+
+def test_srn_warmup_ramps_linearly_then_decays_over_the_rest():
+  config = srn_config(20)
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.end_learning_rate = 0.0
+  config.optimizer.decay_power = 1.0
+  config.optimizer.warmup_steps = 5
+  steps = np.arange(20)
+  expected = np.where(steps < 5, 1e-3 * steps / 5, 1e-3 * (1 - (steps - 5) / 15))
+  np.testing.assert_allclose(_adam_rates(srn.optimizer(config, 20), 20), expected, rtol=1e-4,
+                             atol=1e-12)
+
+
+def test_srn_global_clip_bounds_every_gradient():
+  config = srn_config()
+  config.optimizer.grad_clip_norm = 1.0
+  params = {"lstm": {"kernel": jnp.zeros((4,))}, "enc1": {"kernel": jnp.zeros((4,))}}
+  gradients = jax.tree.map(lambda leaf: jnp.full_like(leaf, 10.0), params)  # norm 20 in all
+  tx = srn.optimizer(config, 10)
+  _, state = tx.update(gradients, tx.init(params), params)
+  # mu = 0.1 * the clipped gradient: all of it scaled to global norm 1 (each leaf 10 / 20).
+  for mu in _first_moments(state):
+    for leaf in jax.tree.leaves(mu):
+      np.testing.assert_allclose(leaf, 0.1 * 10.0 / np.sqrt(8 * 100.0), rtol=1e-5)
