@@ -37,6 +37,8 @@ VARIANTS = {
                     "loss.forward_cycle_weight": 0.0, "loss.identity_weight": 0.0,
                     "loss.cycle_updates_g": False, "loss.diversity_weight": 1.0},
 }
+# The same, with one learned global contrast curve after the blur (a camera's tone step).
+VARIANTS["kernel_blur_tone"] = {**VARIANTS["kernel_blur"], "model.tone_curve": True}
 
 
 def apply_variant(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
@@ -87,6 +89,7 @@ def get_config(arg: str = "folders") -> ml_collections.ConfigDict:
       code_dim=0,            # size of G's random code z (0: none; kernel_blur: 8 if 0)
       kernel_size=21,        # kernel_blur: the kernel's side (px, odd)
       jpeg_quality=(),       # kernel_blur: (low, high) JPEG quality of its output; () = none
+      tone_curve=False,      # kernel_blur: one learned global contrast curve after the blur
   ))
   config.loss = ml_collections.ConfigDict(dict(
       cycle_weight=10.0,     # lambda of eq. 2

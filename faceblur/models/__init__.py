@@ -39,4 +39,5 @@ def _kernel_blur(model, dtype=jnp.float32, *, rngs: nnx.Rngs) -> KernelBlurGener
   del dtype
   return KernelBlurGenerator(kernel_size=model.get("kernel_size", 21),
                              code_dim=model.get("code_dim", 8) or 8,
-                             jpeg_quality=model.get("jpeg_quality") or None, rngs=rngs)
+                             jpeg_quality=model.get("jpeg_quality") or None,
+                             tone_curve=model.get("tone_curve", False), rngs=rngs)

@@ -12,10 +12,12 @@ from the image, so no content can leak into the blur) it predicts
 
 then re-encodes to sRGB and, optionally, passes it through JPEG at a random quality. Its
 output before JPEG is therefore a convex blend of the input's pixels (in linear light) plus
-zero-mean noise, and adds no energy above the input's spectrum beyond the noise: it is the
+zero-mean noise, and adds no energy above the input's spectrum beyond the noise (with
+`tone_curve=True`, one global contrast curve follows, a monotone map of values that reorders
+nothing, as a camera's tone step does: Brooks et al., CVPR 2019): it is the
 degradation model of PDM (Luo et al., CVPR 2022) and KernelGAN (Bell-Kligler et al., NeurIPS
 2019), with RSBlur's (Rim et al., ECCV 2022) linear light and signal-dependent noise. Not
-modelled: a tone curve, blur that varies across the frame.
+modelled: blur that varies across the frame.
 
 The kernel is re-centred on its centre of mass (KernelGAN's centring prior, made a
 constraint): a camera's blur leaves each pixel's light centred on it, and an off-centre kernel
@@ -94,6 +96,12 @@ def centre_kernels(kernels: jax.Array) -> jax.Array:
   return kernels
 
 
+def contrast_curve(srgb: jax.Array, strength: jax.Array) -> jax.Array:
+  """y = x + k (smoothstep(x) - x), k in (-1, 1): monotone (it reorders no values), fixes 0,
+  1/2 and 1; k > 0 adds contrast (slope 1 + k / 2 at mid-grey), as a phone's tone curve does."""
+  return srgb + strength * (srgb * srgb * (3.0 - 2.0 * srgb) - srgb)
+
+
 def jpeg_round_trip(images: np.ndarray, qualities: np.ndarray) -> np.ndarray:
   """Each float [0, 1] image (N, H, W, 3) through PIL's JPEG at its quality, on the host."""
   decoded = []
@@ -127,7 +135,8 @@ class KernelBlurGenerator(nnx.Module):
   def __init__(self, *, kernel_size: int = 21, code_dim: int = 8, hidden: int = 64,
                head_scale: float = 20.0, initial_sigma: float = 1.0,
                initial_photons: float = 1000.0, initial_read_noise: float = 0.002,
-               jpeg_quality: tuple[int, int] | None = None, rngs: nnx.Rngs):
+               jpeg_quality: tuple[int, int] | None = None, tone_curve: bool = False,
+               rngs: nnx.Rngs):
     if kernel_size % 2 != 1 or kernel_size < 1:
       raise ValueError(f"kernel_size={kernel_size} must be odd and positive")
     self.kernel_size, self.code_dim, self.head_scale = kernel_size, code_dim, head_scale
@@ -137,6 +146,10 @@ class KernelBlurGenerator(nnx.Module):
     self.kernel_head = nnx.Linear(hidden, kernel_size * kernel_size, kernel_init=small,
                                   rngs=rngs)
     self.noise_head = nnx.Linear(hidden, 2, kernel_init=small, rngs=rngs)
+    # One contrast strength for every image, not one per code: a camera's tone curve is a
+    # property of the camera, and a per-code strength gave the mode-seeking term a spread
+    # to buy, which ran the curves to both extremes. Starts at no curve.
+    self.tone_strength = nnx.Param(jnp.zeros((), jnp.float32)) if tone_curve else None
     offsets = jnp.arange(kernel_size) - kernel_size // 2
     radius2 = (offsets[:, None] ** 2 + offsets[None, :] ** 2).reshape(-1)
     self.kernel_head.bias[...] = -radius2 / (2 * initial_sigma ** 2) / head_scale
@@ -170,6 +183,8 @@ class KernelBlurGenerator(nnx.Module):
       normal = jax.vmap(lambda key: jax.random.normal(key, images.shape[1:]))(noise_keys)
       blurred = blurred + jnp.sqrt(variance) * normal
     output = linear_to_srgb(blurred)
+    if self.tone_strength is not None:
+      output = contrast_curve(output, jnp.tanh(self.head_scale * self.tone_strength[...]))
     if noise_keys is not None and self.jpeg_quality is not None:
       low, high = self.jpeg_quality
       qualities = jax.vmap(lambda key: jax.random.randint(

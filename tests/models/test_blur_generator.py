@@ -13,9 +13,9 @@ from faceblur.models import ResnetGenerator, blur_generator
 from faceblur.models.blur_generator import KernelBlurGenerator
 
 
-def trained_like(seed: int = 0) -> KernelBlurGenerator:
+def trained_like(seed: int = 0, **options) -> KernelBlurGenerator:
   """A G whose heads depend strongly on z (as after training), so kernels differ per image."""
-  g = KernelBlurGenerator(kernel_size=9, code_dim=4, rngs=nnx.Rngs(seed))
+  g = KernelBlurGenerator(kernel_size=9, code_dim=4, rngs=nnx.Rngs(seed), **options)
   key = jax.random.key(seed + 1)
   g.kernel_head.kernel[...] = 0.05 * jax.random.normal(key, g.kernel_head.kernel[...].shape)
   return g
@@ -162,3 +162,23 @@ def test_jpeg_is_the_codec_forward_and_the_identity_backward():
   keys = jax.random.split(jax.random.key(0), 2)
   with_jpeg = jax.jit(lambda x: g(x, None, keys))(images)  # runs inside jit too
   assert with_jpeg.shape == images.shape
+
+
+def test_the_tone_curve_is_one_monotone_map_of_the_blur_for_every_code():
+  """With `tone_curve=True` G's output is the tone-free blur through one global contrast
+  curve: monotone, fixing 0, 1/2 and 1, the same whatever the code (nothing for mode
+  seeking to spread)."""
+  plain = trained_like()
+  toned = trained_like(tone_curve=True)
+  np.testing.assert_allclose(toned(faces(), jnp.ones((3, 4))), plain(faces(), jnp.ones((3, 4))),
+                             atol=1e-6)  # starts as no curve
+  toned.tone_strength[...] = 0.02  # k = tanh(20 * 0.02)
+  codes = jax.random.normal(jax.random.key(3), (3, 4))
+  blurred, curved = plain(faces(), codes), toned(faces(), codes)
+  k = np.tanh(0.4)
+  expected = blurred + k * (blurred * blurred * (3 - 2 * blurred) - blurred)
+  np.testing.assert_allclose(curved, expected, atol=1e-6)
+  values = jnp.linspace(0.0, 1.0, 201)
+  mapped = blur_generator.contrast_curve(values, k)
+  assert np.all(np.diff(np.asarray(mapped)) > 0)
+  np.testing.assert_allclose(mapped[jnp.array([0, 100, 200])], [0.0, 0.5, 1.0], atol=1e-6)
