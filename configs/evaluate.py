@@ -25,11 +25,21 @@ def method(kind: str, workdir: str = "", label: str = "", stage: str = "",
                                         stage=stage, regions=regions, path=path))
 
 
+# The deblurring benchmarks: argument -> (source kind, protocol). README "Deblurring
+# benchmarks" gives the downloads and which published rows each protocol reproduces.
+BENCHMARKS = {"gopro": ("gopro", "gopro"), "hide": ("hide", "gopro"),
+              "realblur_j": ("realblur_j", "realblur"), "realblur_r": ("realblur_r", "realblur")}
+
+
 def get_config(arg: str = "paired_folder") -> ml_collections.ConfigDict:
-  """`paired_folder`: Tables 1 and 2 on paired test sets; `wider_face`: Table 2 on WIDER FACE."""
-  common.check_argument("evaluate.py", arg, ("paired_folder", "wider_face"))
+  """`paired_folder`: Tables 1 and 2 on paired test sets; `wider_face`: Table 2 on WIDER FACE;
+  `gopro`, `hide`, `realblur_j`, `realblur_r`: Table 1 on a deblurring benchmark's official
+  test set under its own protocol."""
+  common.check_argument("evaluate.py", arg, ("paired_folder", "wider_face", *BENCHMARKS))
   if arg == "wider_face":
     return wider_face()
+  if arg in BENCHMARKS:
+    return benchmark(arg)
   config = common.run_settings(ml_collections.ConfigDict(), job="evaluate")
   # Paired test sets (Table 1 and 2): name -> source. The pipeline adds a kernel-blurred one.
   config.test_sets = ml_collections.ConfigDict(dict(
@@ -92,4 +102,21 @@ def wider_face() -> ml_collections.ConfigDict:
   config.detector = "mtcnn"
   config.detector_threshold = 0.7
   config.output = ""           # default: the workdir
+  return config
+
+
+def benchmark(name: str) -> ml_collections.ConfigDict:
+  """A deblurring benchmark's full-resolution test set (`test_sets.<name>.path`: the folder
+  as its authors distribute it) under its protocol, for an SRN (`methods.srn.workdir`: a
+  stage-2 workdir or release) and any other codebase's outputs (`output_folders`). Table 2
+  and 3 need faces, which these photos rarely show: the second detector and identity are off."""
+  kind, protocol = BENCHMARKS[name]
+  config = get_config()
+  config.test_sets = ml_collections.ConfigDict({name: common.source(kind, split="test")})
+  config.methods = ml_collections.ConfigDict(dict(
+      blurred=method("identity", label="Blurred input"),
+      srn=method("srn", label="SRN-DeblurNet (faceblur)")))
+  config.protocol = protocol
+  config.second_detector = ""
+  config.identity = False
   return config

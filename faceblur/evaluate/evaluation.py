@@ -111,6 +111,9 @@ def _richardson_lucy(spec: ml_collections.ConfigDict) -> RestoreFn:
 @METHODS.register("srn")
 def _srn(spec: ml_collections.ConfigDict) -> RestoreFn:
   """`regions='faces'`: each detected face restored in place (photos); default: the whole image."""
+  if not spec.workdir:
+    raise ConfigError(f"methods.{spec.get('name', 'srn')}.workdir is empty: name a stage-2 "
+                      "workdir or release (--config.methods.<name>.kind= leaves the method out)")
   restorer = Restorer(spec.workdir, stage="srn")
   regions = spec.get("regions", "whole") or "whole"
   if regions == "whole":
