@@ -58,4 +58,10 @@ def train_loop_settings(config: ml_collections.ConfigDict, *, num_epochs: float,
   config.ema_decay = 0.0
   # True: a run that ends without error also writes a params-only release to <workdir>/release.
   config.write_release = False
+  # A release or stage workdir of the same stage and model config whose weights start this run
+  # (fine-tuning: a fresh optimiser, step 0; a resumed run continues from its own checkpoint).
+  config.init_from = ""
+  # > 0: a jax.profiler trace of this many steps after the first (compiling) one, written to
+  # <workdir>/profile (TensorBoard's profile plugin or Perfetto read it).
+  config.profile_steps = 0
   return config

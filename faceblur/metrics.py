@@ -12,6 +12,11 @@ outputs to [0, 1] first (as the deblurring literature does before saving its res
   out), and for colour images the mean of the per-channel SSIMs. Images must be at least 11
   pixels on each side. (dm_pix.ssim clips the local variances, which skimage does not; this
   module reproduces skimage.)
+* `ssim_matlab` is MATLAB's `ssim` on an RGB image, which the GoPro and HIDE scripts call: the
+  HxWx3 array is one volume, filtered by an 11x11x11 Gaussian (sigma 1.5, the channel axis
+  included) with replicated borders, and the map averaged over every pixel and channel (the
+  form NAFNet's `ssim3d` reproduces). On one channel (Y) it is the 2-D Gaussian with
+  replicated borders.
 * `y_channel=True` first converts RGB to ITU-R BT.601 luma (`rgb_to_y`), as MATLAB's
   `rgb2ycbcr` and most deblurring papers do.
 
@@ -111,3 +116,47 @@ def ssim(restored, reference, *, max_value: float = 1.0, y_channel: bool = False
   ssim_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
   return jnp.mean(ssim_map, axis=(1, 2, 3))
 
+
+
+def _replicate_mixing(channels: int) -> np.ndarray:
+  """The channel axis of MATLAB's 3-D filter as a (C, C) matrix: the 11-tap Gaussian over
+  channels padded by replication (channel c reads channel clip(c + k - 5, 0, C - 1))."""
+  window = _gaussian_window().astype(np.float64)
+  radius = SSIM_WINDOW // 2
+  mixing = np.zeros((channels, channels))
+  for out in range(channels):
+    for tap, weight in enumerate(window):
+      mixing[out, min(max(out + tap - radius, 0), channels - 1)] += weight
+  return mixing.astype(np.float32)
+
+
+def _filter_same_replicate(images: jax.Array) -> jax.Array:
+  """The 3-D Gaussian of `ssim_matlab` on NHWC images: separable over H and W with replicated
+  borders ('same' size), then the channel mixing of `_replicate_mixing`."""
+  radius = SSIM_WINDOW // 2
+  padded = jnp.pad(images, ((0, 0), (radius, radius), (radius, radius), (0, 0)), mode="edge")
+  filtered = _filter_valid(padded)
+  return jnp.einsum("nhwc,dc->nhwd", filtered, _replicate_mixing(images.shape[-1]))
+
+
+@functools.partial(jax.jit, static_argnames=("max_value", "y_channel"))
+def ssim_matlab(restored, reference, *, max_value: float = 1.0,
+                y_channel: bool = False) -> jax.Array:
+  """MATLAB's `ssim` of each image of the batch: shape (N,). RGB is scored as one 3-D volume,
+  as the GoPro/HIDE evaluation scripts do (not the mean of per-channel SSIMs)."""
+  x, y = _prepare(restored, reference, y_channel)
+  # A per-image constant (not per channel: the filter mixes channels) leaves the local
+  # variances and covariance unchanged and keeps float32 accurate; added back for mu.
+  x_mean = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
+  y_mean = jnp.mean(y, axis=(1, 2, 3), keepdims=True)
+  xc, yc = x - x_mean, y - y_mean
+  filtered = [_filter_same_replicate(image) for image in (xc, yc, xc * xc, yc * yc, xc * yc)]
+  ux, uy, uxx, uyy, uxy = filtered
+  vx = uxx - ux * ux
+  vy = uyy - uy * uy
+  vxy = uxy - ux * uy
+  ux, uy = ux + x_mean, uy + y_mean
+  c1 = (SSIM_K1 * max_value) ** 2
+  c2 = (SSIM_K2 * max_value) ** 2
+  ssim_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+  return jnp.mean(ssim_map, axis=(1, 2, 3))

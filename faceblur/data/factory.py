@@ -5,6 +5,7 @@ when it is built, since every config imports this module.
 """
 
 import dataclasses
+import logging
 import pathlib
 from collections.abc import Callable
 
@@ -28,14 +29,15 @@ SOURCES: Registry[SourceKind] = Registry(
 def source_spec(kind: str, path: str = "", **kwargs) -> ml_collections.ConfigDict:
   """A data-source spec with every field present (configs override what they need).
 
-  kinds: folder, paired_folder, celeb_a, tfds_pairs, wider_face; demo_sharp (real demo faces) and
-  demo_blurred (demo faces through the simulated camera, `camera_blur`), whose `split` names
-  a group of base faces (`demo.BASE_GROUPS`: train, blurred, test or all); kernel_blurred
-  (pairs made by blurring a `base` source with random camera-shake kernels, the paper's
-  baseline) and camera_blurred (pairs made by the simulated camera). `max_shake` > 0
-  overrides the camera's shake length (a fraction of the side); `camera` (a dict of
-  `camera_blur.CameraModel` fields) overrides others, e.g. to switch a stage of the camera
-  off; `size` > 0 sizes demo faces.
+  kinds: folder, paired_folder, celeb_a, tfds_pairs, wider_face; the deblurring benchmarks'
+  official test sets gopro, hide, realblur_j, realblur_r (their authors' layouts); demo_sharp
+  (real demo faces) and demo_blurred (demo faces through the simulated camera,
+  `camera_blur`), whose `split` names a group of base faces (`demo.BASE_GROUPS`: train,
+  blurred, test or all); kernel_blurred (pairs made by blurring a `base` source with random
+  camera-shake kernels, the paper's baseline) and camera_blurred (pairs made by the simulated
+  camera). `max_shake` > 0 overrides the camera's shake length (a fraction of the side);
+  `camera` (a dict of `camera_blur.CameraModel` fields) overrides others, e.g. to switch a
+  stage of the camera off; `size` > 0 sizes demo faces.
   """
   spec = dict(kind=kind, path=path, split="train", blurry=None, count=0, seed=0, base=None,
               max_blur_length=0.0, max_shake=0.0, camera=None, size=0)
@@ -193,3 +195,51 @@ def _camera_blurred(spec, image_size):
 
   return camera_blur.CameraBlurredPairs(_base(spec, image_size), seed=spec.seed,
                                         model=_camera_model(spec))
+
+
+# The deblurring benchmarks' official test sets.
+
+
+def _benchmark(source, expected: int, what: str, split: str):
+  """The source, with one warning when a test split does not hold the benchmark's pairs."""
+  from faceblur.data import sources  # noqa: PLC0415
+
+  note = sources.benchmark_count_note(source, expected, what) if split == "test" else ""
+  if note:
+    logging.warning("%s", note)
+  return source
+
+
+@SOURCES.register("gopro", paired=True)
+def _gopro(spec, image_size):
+  """GoPro's `GOPRO_Large` (or its split folder): `<sequence>/blur` (not blur_gamma) + sharp."""
+  from faceblur.data import sources  # noqa: PLC0415
+
+  split = spec.split or "test"
+  return _benchmark(sources.GoPro(_required_path(spec), split=split), sources.GOPRO_TEST_PAIRS,
+                    "GoPro's test set", split)
+
+
+@SOURCES.register("hide", paired=True)
+def _hide(spec, image_size):
+  """HIDE_dataset: test/test-close-ups + test/test-long-shot against GT/."""
+  from faceblur.data import sources  # noqa: PLC0415
+
+  split = spec.split or "test"
+  return _benchmark(sources.Hide(_required_path(spec), split=split), sources.HIDE_TEST_PAIRS,
+                    "HIDE's test set", split)
+
+
+def _realblur(variant: str):
+  def build(spec, image_size):
+    from faceblur.data import sources  # noqa: PLC0415
+
+    split = spec.split or "test"
+    return _benchmark(sources.RealBlur(_required_path(spec), variant=variant, split=split),
+                      sources.REALBLUR_TEST_PAIRS, f"RealBlur-{variant}'s test list", split)
+  build.__doc__ = f"RealBlur-{variant}: the pairs its RealBlur_{variant}_<split>_list.txt names."
+  return build
+
+
+SOURCES.register("realblur_j", paired=True)(_realblur("J"))
+SOURCES.register("realblur_r", paired=True)(_realblur("R"))

@@ -79,7 +79,32 @@ def _match(blurred_root: pathlib.Path, sharp_root: pathlib.Path, prefix: str = "
 BLURRED_DIRS = ("blurred", "blur")
 
 
-class PairedFolder:
+class FilePairs:
+  """(blurred, sharp) image files by name: records {'blurred', 'sharp': uint8 HxWx3, 'name'}.
+
+  A pair of two sizes raises `ImageReadError` naming both files when it is read.
+  """
+
+  pairs: list[tuple[str, pathlib.Path, pathlib.Path]]  # (name, blurred path, sharp path)
+  root: pathlib.Path
+
+  def __len__(self) -> int:
+    return len(self.pairs)
+
+  def __getitem__(self, index: int) -> Record:
+    name, blurred_path, sharp_path = self.pairs[index]
+    blurred, sharp = image_io.load_image(blurred_path), image_io.load_image(sharp_path)
+    if blurred.shape != sharp.shape:
+      raise ImageReadError(f"{blurred_path} and {sharp_path}: sizes differ "
+                           f"({blurred.shape[0]}x{blurred.shape[1]} vs "
+                           f"{sharp.shape[0]}x{sharp.shape[1]})")
+    return {"blurred": blurred, "sharp": sharp, "name": name}
+
+  def __repr__(self) -> str:
+    return f"{type(self).__name__}({str(self.root)!r}, {len(self)} pairs)"
+
+
+class PairedFolder(FilePairs):
   """Aligned (blurred, sharp) pairs: records {'blurred', 'sharp': uint8 HxWx3, 'name': str}.
 
   Layouts:
@@ -110,20 +135,95 @@ class PairedFolder:
         raise DataError(f"{sequence}: has no {missing[0]}/ folder to pair with")
       self.pairs.extend(_match(sequence / "blur", sequence / "sharp", f"{sequence.name}/"))
 
-  def __len__(self) -> int:
-    return len(self.pairs)
 
-  def __getitem__(self, index: int) -> Record:
-    name, blurred_path, sharp_path = self.pairs[index]
-    blurred, sharp = image_io.load_image(blurred_path), image_io.load_image(sharp_path)
-    if blurred.shape != sharp.shape:
-      raise ImageReadError(f"{blurred_path} and {sharp_path}: sizes differ "
-                           f"({blurred.shape[0]}x{blurred.shape[1]} vs "
-                           f"{sharp.shape[0]}x{sharp.shape[1]})")
-    return {"blurred": blurred, "sharp": sharp, "name": name}
+# The benchmarks' official test sets, as their authors distribute them. Their pair counts are
+# those of the published rows; `benchmark_count_note` says when a folder holds another number.
+GOPRO_TEST_PAIRS = 1111
+HIDE_TEST_PAIRS = 2025
+REALBLUR_TEST_PAIRS = 980
+HIDE_TEST_FOLDERS = ("test-close-ups", "test-long-shot")
 
-  def __repr__(self) -> str:
-    return f"PairedFolder({str(self.root)!r}, {len(self)} pairs)"
+
+class GoPro(PairedFolder):
+  """GoPro (Nah et al.) as distributed: `GOPRO_Large/{train,test}/<sequence>/{blur,sharp}/`.
+
+  `blur/` holds the benchmark's inputs, averaged in sRGB; `blur_gamma/` (averaged in linear
+  light) is never read. Full resolution, 1280x720; names '<sequence>/<file>'. `root` may be
+  GOPRO_Large (then `split` picks train or test) or a split folder itself.
+  """
+
+  def __init__(self, root: str | os.PathLike, *, split: str = "test"):
+    root = pathlib.Path(root).expanduser()
+    if split and (root / split).is_dir():
+      root = root / split
+    if not root.is_dir():
+      raise DataError(f"{root}: no such folder (GoPro: GOPRO_Large/test/<sequence>/blur/)")
+    if not any((path / "blur").is_dir() for path in root.iterdir() if path.is_dir()):
+      raise DataError(f"{root}: no <sequence>/blur/ folders (GoPro's layout: "
+                      "GOPRO_Large/test/<sequence>/{blur,sharp}/; blur_gamma is not the "
+                      "benchmark's input)")
+    super().__init__(root)
+
+
+class Hide(FilePairs):
+  """HIDE (Shen et al.) as distributed: `HIDE_dataset/GT/*.png` (sharp),
+  `test/test-close-ups/`, `test/test-long-shot/` and `train/` (blurred, same file names).
+
+  `split`: 'test' (both test folders, 2,025 pairs), one of them by name, or 'train'. Names
+  '<test folder>/<file>' ('train/<file>').
+  """
+
+  def __init__(self, root: str | os.PathLike, *, split: str = "test"):
+    self.root = pathlib.Path(root).expanduser()
+    if not (self.root / "GT").is_dir():
+      raise DataError(f"{self.root}: no GT/ folder (HIDE's layout: HIDE_dataset/GT/, "
+                      "HIDE_dataset/test/test-close-ups/, HIDE_dataset/test/test-long-shot/)")
+    choices = ("test", *HIDE_TEST_FOLDERS, "train")
+    if split not in choices:
+      raise DataError(f"HIDE has no split {split!r} (one of {', '.join(choices)})")
+    folders = {"test": [self.root / "test" / name for name in HIDE_TEST_FOLDERS],
+               "train": [self.root / "train"]}.get(split, [self.root / "test" / split])
+    gt = {path.name: path for path in image_io.list_images(self.root / "GT")
+          if path.parent == self.root / "GT"}
+    self.pairs = []
+    for folder in folders:
+      for path in image_io.list_images(folder):
+        if path.name not in gt:
+          raise DataError(f"{path}: no ground truth {self.root / 'GT' / path.name}")
+        self.pairs.append((f"{folder.name}/{path.relative_to(folder).as_posix()}", path,
+                           gt[path.name]))
+
+
+class RealBlur(FilePairs):
+  """RealBlur-J or -R (Rim et al.) as distributed: the dataset folder holding
+  `RealBlur_{J,R}_{train,test}_list.txt`, each line '<gt path> <blur path>' relative to it
+  (e.g. RealBlur-J_ECC_IMCORR_centroid_itensity_ref/scene003/gt/gt_1.png). Names
+  '<scene>/<blur file>', e.g. 'scene003/blur_1.png'.
+  """
+
+  def __init__(self, root: str | os.PathLike, *, variant: str, split: str = "test"):
+    self.root = pathlib.Path(root).expanduser()
+    list_file = self.root / f"RealBlur_{variant}_{split}_list.txt"
+    if not list_file.is_file():
+      raise DataError(f"{list_file}: no such list file (RealBlur's folder holds "
+                      f"RealBlur_{variant}_{{train,test}}_list.txt and the scene folders)")
+    self.pairs = []
+    for number, line in enumerate(list_file.read_text().splitlines(), start=1):
+      fields = line.split()
+      if not fields:
+        continue
+      if len(fields) < 2:
+        raise DataError(f"{list_file}:{number}: expected '<gt path> <blur path>', got {line!r}")
+      gt, blurred = self.root / fields[0], self.root / fields[1]
+      self.pairs.append((f"{blurred.parent.parent.name}/{blurred.name}", blurred, gt))
+
+
+def benchmark_count_note(source, expected: int, what: str) -> str:
+  """'' when `source` holds the benchmark's pair count, else one line saying it does not."""
+  if len(source) == expected:
+    return ""
+  return (f"{source.root}: {len(source)} pairs, but {what} has {expected:,}; the published "
+          "rows are over all of them")
 
 
 class LazyDataSource:

@@ -9,6 +9,11 @@ Each comparison "a-b" in `comparisons` adds, per paired set, the mean per-face d
 every metric with its paired bootstrap interval (`faceblur.evaluate.comparisons`): the tables
 give means, the intervals say which gaps the choice of test faces could not erase.
 
+Table 1 is scored under the config's `protocol` (`faceblur.evaluate.protocols`: faceblur's
+own, or the GoPro/HIDE or RealBlur benchmarks'), named in every table header. A method of kind
+`folder` is another codebase's outputs read from a folder (`faceblur.evaluate.method_outputs`);
+`save_restored` writes every method's restored images as PNGs for other codebases to score.
+
 Writes into the output folder: report.md and report.json (both tables, image counts, the
 detector and its threshold, versions, wall time), one figure per test set like the paper's
 Figures 6-8 (ground truth | blurred | each method, detections drawn), and a per-image CSV.
@@ -34,7 +39,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from faceblur import blur_realism, detectors, metrics
+from faceblur import blur_realism, detectors
 from faceblur.data import augment, factory
 from faceblur.errors import ConfigError, DataError, FaceblurError, ImageReadError
 from faceblur.evaluate import (
@@ -43,6 +48,8 @@ from faceblur.evaluate import (
   detection_protocol,
   identity,
   intervals,
+  method_outputs,
+  protocols,
 )
 from faceblur.evaluate.report import write_reports
 from faceblur.image_grid import save_grid
@@ -59,19 +66,20 @@ BatchRestoreFn = Callable[[list[np.ndarray]], list[np.ndarray]]
 RESTORE_BATCH = 16
 # Images per `detect_batch` call (MTCNN runs them together, dlib one by one).
 DETECT_BATCH = 16
-# Images per PSNR/SSIM call.
-QUALITY_BATCH = 32
 
 
 @dataclasses.dataclass
 class Method:
   """`restore_batch` (None: `restore` image by image) restores a unit of work at once: a
-  trained network takes same-size images together in one call."""
+  trained network takes same-size images together in one call. A method with `outputs` (kind
+  `folder`) restores nothing: its images are read by name from another codebase's folder."""
   name: str
   label: str
-  restore: RestoreFn
+  restore: RestoreFn | None
   restore_batch: BatchRestoreFn | None = None
   fingerprint: str = ""  # a trained method's weights (`Restorer.fingerprint`)
+  outputs: method_outputs.OutputFolder | None = None
+  aligned: bool = True  # False: the blurred input itself, which RealBlur scores unaligned
 
   @property
   def batch_size(self) -> int:
@@ -103,6 +111,9 @@ def _richardson_lucy(spec: ml_collections.ConfigDict) -> RestoreFn:
 @METHODS.register("srn")
 def _srn(spec: ml_collections.ConfigDict) -> RestoreFn:
   """`regions='faces'`: each detected face restored in place (photos); default: the whole image."""
+  if not spec.workdir:
+    raise ConfigError(f"methods.{spec.get('name', 'srn')}.workdir is empty: name a stage-2 "
+                      "workdir or release (--config.methods.<name>.kind= leaves the method out)")
   restorer = Restorer(spec.workdir, stage="srn")
   regions = spec.get("regions", "whole") or "whole"
   if regions == "whole":
@@ -124,14 +135,45 @@ def _cyclegan(spec: ml_collections.ConfigDict) -> RestoreFn:
   return Restorer(spec.workdir, stage="cyclegan")
 
 
-def build_methods(specs: ml_collections.ConfigDict) -> list[Method]:
-  """A restore function that has `restore_images` (a `Restorer`) restores in batches."""
+@METHODS.register("folder")
+def _folder(spec: ml_collections.ConfigDict) -> method_outputs.OutputFolder:
+  """Another codebase's outputs in `path`, matched by name to the test images."""
+  return method_outputs.OutputFolder(spec.get("path", ""), method=spec.name)
+
+
+def method_specs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:
+  """`methods` without those whose kind is '' (a config's slot emptied from the command
+  line), plus one `folder` method per `output_folders` entry ('name=folder,name=folder')."""
+  specs = {name: spec for name, spec in config.methods.items() if spec.kind}
+  for entry in filter(None, (part.strip() for part in
+                             str(config.get("output_folders", "") or "").split(","))):
+    name, separator, folder = entry.partition("=")
+    name = name.strip()
+    if not separator or not name or not folder.strip():
+      raise ConfigError(f"evaluate.output_folders entry {entry!r} is not name=folder")
+    if name in specs or name == "blurred":
+      raise ConfigError(f"evaluate.output_folders names {name!r}, already a method")
+    specs[name] = ml_collections.ConfigDict(dict(kind="folder", path=folder.strip(), label=name,
+                                                 workdir="", stage="", regions="whole"))
+  return specs
+
+
+def build_methods(specs: dict[str, ml_collections.ConfigDict] | ml_collections.ConfigDict,
+                  ) -> list[Method]:
+  """A restore function that has `restore_images` (a `Restorer`) restores in batches. Each
+  kind's function gets the method's spec with its `name` added."""
   methods = []
   for name, spec in specs.items():
-    restore = METHODS.get(spec.kind, key=name)(spec)
-    methods.append(Method(name=name, label=spec.label or name, restore=restore,
-                          restore_batch=getattr(restore, "restore_images", None),
-                          fingerprint=getattr(restore, "fingerprint", "")))
+    made = METHODS.get(spec.kind, key=name)(
+        ml_collections.ConfigDict(spec.to_dict() | {"name": name}))
+    if isinstance(made, method_outputs.OutputFolder):
+      methods.append(Method(name=name, label=spec.label or name, restore=None, outputs=made,
+                            fingerprint=made.fingerprint))
+      continue
+    methods.append(Method(name=name, label=spec.label or name, restore=made,
+                          restore_batch=getattr(made, "restore_images", None),
+                          fingerprint=getattr(made, "fingerprint", ""),
+                          aligned=spec.kind != "identity"))
   return methods
 
 
@@ -270,8 +312,12 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
   if unknown:
     raise ConfigError(f"evaluate.identity_test_sets names {', '.join(unknown)}, not among "
                              f"test_sets ({', '.join(config.test_sets)})")
+  specs = method_specs(config)
+  scorer = protocols.make_scorer(config.get("protocol", "faceblur"),
+                                 crop_border=config.get("crop_border", 0),
+                                 y_channel=config.y_channel, ssim=config.get("ssim", ""))
   # `blurred` is a column whether or not it is configured as a method (the pipeline does).
-  column_names = ["blurred", *(name for name in config.methods if name != "blurred")]
+  column_names = ["blurred", *(name for name in specs if name != "blurred")]
   pairs = comparisons.parse(config.get("comparisons", ()), column_names)
   output = pathlib.Path(config.output) if config.output else pathlib.Path(workdir)
   output.mkdir(parents=True, exist_ok=True)
@@ -280,8 +326,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
       config.second_detector, threshold=config.second_detector_threshold) \
       if config.second_detector else None
   descriptor = identity.FaceDescriptor() if config.identity else None
-  methods = build_methods(config.methods)
+  methods = build_methods(specs)
   report: dict = {"test_sets": {}, "real_blurred": None, "blur_realism": None,
+                  "protocol": {"name": scorer.protocol.name, "header": scorer.describe(),
+                               "description": scorer.protocol.description},
                   "detector": detector.describe(), "detector_name": detector.name,
                   "methods": {m.name: m.label for m in methods},
                   "second_detector": second_detector and {
@@ -290,14 +338,41 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
                   "intervals": {"method": "paired percentile bootstrap over the faces",
                                 "num_resamples": intervals.NUM_RESAMPLES,
                                 "confidence": intervals.CONFIDENCE},
-                  "skipped": []}
+                  "skipped": [], "missing_outputs": [], "unaligned": []}
   resume = output / "resume"
+  save_restored = bool(config.get("save_restored", False))
 
   def cache(set_name: str, spec: ml_collections.ConfigDict, method: Method) -> _ResumeCache:
     return _ResumeCache(resume, set_name, method.name, {
-        "set": spec.to_dict(), "method": config.methods[method.name].to_dict(),
+        "set": spec.to_dict(), "method": specs[method.name].to_dict(),
         "weights": method.fingerprint, "image_size": config.image_size,
         "max_images": config.max_images})
+
+  def restore(set_name: str, spec: ml_collections.ConfigDict, method: Method,
+              images: list[np.ndarray], names: list[str]) -> list[np.ndarray]:
+    """`method`'s images for a test set: restored (resumably), or read from its folder with
+    each missing output counted; written out with `save_restored`."""
+    if method.outputs is not None:
+      outputs, problems = method.outputs.read(set_name, names, images)
+      report["missing_outputs"] += [f"methods.{method.name}: {problem}" for problem in problems]
+      missing[set_name][method.name] = len(problems)
+      return outputs
+    outputs = _restore_all(method, images, names, cache(set_name, spec, method), interruption,
+                           where=f"{set_name}/{method.name}")
+    if save_restored:
+      method_outputs.save_restored(output, method.name, set_name, names, outputs)
+    return outputs
+
+  def quality(set_name: str, method: Method | None, images, sharp, names) -> tuple:
+    psnr, ssim, unaligned = scorer.score(images, sharp,
+                                         aligned=method is not None and method.aligned)
+    for index in unaligned:
+      line = f"{set_name}/{names[index]} ({method.name}): ECC alignment failed; scored unaligned"
+      print(f"warning: {line}", file=sys.stderr, flush=True)
+      report["unaligned"].append(line)
+    return psnr, ssim
+
+  missing: dict[str, dict[str, int]] = {}
 
   with interruptible() as interruption:
     synthetic_blur = {}  # each paired set's blurred images, for the blur-realism score
@@ -307,15 +382,15 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
                             where=f"test_sets.{set_name}")
       report["skipped"] += skipped
       synthetic_blur[set_name] = data["blurred"]
-      restored = {method.name: _restore_all(method, data["blurred"], data["name"],
-                                            cache(set_name, spec, method), interruption,
-                                            where=f"{set_name}/{method.name}")
+      missing[set_name] = {}
+      restored = {method.name: restore(set_name, spec, method, data["blurred"], data["name"])
                   for method in methods}
-      quality = {}
+      scores = {}
       for method in methods:
-        psnr, ssim = _quality(restored[method.name], data["sharp"], config.y_channel)
-        quality[method.name] = {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)),
-                                "per_image": (psnr, ssim)}
+        psnr, ssim = quality(set_name, method, restored[method.name], data["sharp"],
+                             data["name"])
+        scores[method.name] = {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)),
+                               "per_image": (psnr, ssim)}
       found_truth, boxes_truth = _detect(detector, data["sharp"], config.detector_padding)
       found_blurred, boxes_blurred = _detect(detector, data["blurred"], config.detector_padding)
       found = {}
@@ -354,21 +429,25 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
         row = {"file": name, "truth_detected": found_truth[index],
                "blurred_detected": found_blurred[index]}
         for method in methods:
-          psnr, ssim = quality[method.name]["per_image"]
+          psnr, ssim = scores[method.name]["per_image"]
           row |= {f"{method.name}_psnr": round(float(psnr[index]), 4),
                   f"{method.name}_ssim": round(float(ssim[index]), 5),
                   f"{method.name}_detected": found[method.name][index]}
         rows.append(row | extra_cells[index])
       _write_csv(output / f"per_image_{set_name}.csv", rows)
-      scores = _per_face_scores(quality, data, config.y_channel, found_blurred, found, protocol,
-                                second, scored) if pairs else {}
+      blurred_quality = None
+      if "blurred" not in scores and pairs:  # not configured as a method: score the input
+        blurred_quality = quality(set_name, None, data["blurred"], data["sharp"], data["name"])
+      per_face = _per_face_scores(scores, blurred_quality, found_blurred, found, protocol,
+                                  second, scored) if pairs else {}
       figure = output / f"figure_{set_name}.png"
       _figure(figure, data, restored, methods, boxes_truth, boxes_blurred, boxes,
               config.num_grid_images)
       report["test_sets"][set_name] = {
           "num_images": len(data["name"]), "num_skipped": len(skipped),
+          "missing_outputs": missing[set_name],
           "quality": {name: {k: v for k, v in q.items() if k != "per_image"}
-                      for name, q in quality.items()},
+                      for name, q in scores.items()},
           "detection": {"ground_truth": float(np.mean(found_truth)),
                         "blurred": float(np.mean(found_blurred)),
                         **{name: float(np.mean(values)) for name, values in found.items()}},
@@ -376,9 +455,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
           "second_detector": second and {"detection": second["any_face"],
                                          "detection_iou": second["iou"]},
           "figure": figure.name, "per_image_csv": f"per_image_{set_name}.csv",
-          "differences": comparisons.differences(scores, pairs),
+          "differences": comparisons.differences(per_face, pairs),
       }
-      share = comparisons.oracle_share(scores, pairs)
+      share = comparisons.oracle_share(per_face, pairs)
       if share is not None:
         report["test_sets"][set_name]["oracle_share"] = share
 
@@ -392,12 +471,12 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
       second_real = {"blurred": float(np.mean(_detect(
           second_detector, data["image"], config.detector_padding)[0]))} \
           if second_detector else None
+      missing["real_blurred"] = {}
       for method in methods:
         if method.name == "blurred":
           continue
-        restored_real = _restore_all(method, data["image"], data["name"],
-                                     cache("real_blurred", config.real_blurred, method),
-                                     interruption, where=f"real_blurred/{method.name}")
+        restored_real = restore("real_blurred", config.real_blurred, method, data["image"],
+                                data["name"])
         _check(interruption, "real_blurred/detection", resume)
         found_restored, _ = _detect(detector, restored_real, config.detector_padding)
         detection[method.name] = float(np.mean(found_restored))
@@ -406,6 +485,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
               second_detector, restored_real, config.detector_padding)[0]))
       report["real_blurred"] = {"num_images": len(data["image"]),
                                 "num_skipped": len(skipped), "detection": detection,
+                                "missing_outputs": missing["real_blurred"],
                                 "second_detector": second_real and {"detection": second_real}}
       report["blur_realism"] = _realism(data["image"], synthetic_blur)
     _check(interruption, "the end", resume)
@@ -421,6 +501,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
     raise FaceblurError(
         f"{len(report['skipped'])} test image(s) could not be read and were left out (see "
         f"the warnings); the report in {output} covers the rest")
+  if report["missing_outputs"]:
+    raise FaceblurError(
+        f"{len(report['missing_outputs'])} output(s) of folder methods were missing or "
+        f"unreadable; the blurred input stood in for each (listed in {output / 'report.md'})")
   return report
 
 
@@ -437,15 +521,16 @@ def _merge_cells(cells: list[dict], more: list[dict]) -> list[dict]:
   return [row | (more[index] if index < len(more) else {}) for index, row in enumerate(cells)]
 
 
-def _per_face_scores(quality, data, y_channel, found_blurred, found, protocol, second,
+def _per_face_scores(quality, blurred_quality, found_blurred, found, protocol, second,
                      scored) -> dict:
   """Each metric's per-face scores by column, as the per-image CSV holds them: the input of the
   paired differences. A later entry for a column overrides an earlier one, as in the CSV
-  (a method named `blurred` over the blurred input's own detection)."""
+  (a method named `blurred` over the blurred input's own detection). `blurred_quality`: the
+  blurred input's (PSNR, SSIM) where no method is named `blurred`."""
   psnr = {name: q["per_image"][0] for name, q in quality.items()}
   ssim = {name: q["per_image"][1] for name, q in quality.items()}
-  if "blurred" not in quality:  # not configured as a method: score the input itself
-    psnr["blurred"], ssim["blurred"] = _quality(data["blurred"], data["sharp"], y_channel)
+  if blurred_quality is not None:
+    psnr["blurred"], ssim["blurred"] = blurred_quality
   scores = {"psnr": psnr, "ssim": ssim}
   if scored is not None:
     scores["identity_distance"] = scored.distances
@@ -459,18 +544,6 @@ def _per_face_scores(quality, data, y_channel, found_blurred, found, protocol, s
       scores[f"{key}detection"] = {column: any_face for column, (any_face, _) in columns.items()}
     scores[f"{key}detection_iou"] = {column: iou for column, (_, iou) in columns.items()}
   return scores
-
-
-def _quality(restored, sharp, y_channel: bool) -> tuple[np.ndarray, np.ndarray]:
-  """Per-image PSNR and SSIM, computed over same-size chunks: one device call and one
-  read-back per chunk instead of per image."""
-  psnr, ssim = np.zeros(len(restored)), np.zeros(len(restored))
-  for chunk in _same_size_chunks(restored, list(range(len(restored))), QUALITY_BATCH):
-    images = np.stack([restored[index] for index in chunk])
-    references = np.stack([sharp[index] for index in chunk])
-    psnr[chunk] = np.asarray(metrics.psnr(images, references, y_channel=y_channel))
-    ssim[chunk] = np.asarray(metrics.ssim(images, references, y_channel=y_channel))
-  return psnr, ssim
 
 
 def _realism(real_blurred: list[np.ndarray],

@@ -165,16 +165,38 @@ def differences_notes(report: dict) -> list[str]:
   return lines
 
 
+def _protocol(report: dict) -> str:
+  """' [protocol: ...]' for every table header; '' for a report written before protocols."""
+  header = (report.get("protocol") or {}).get("header")
+  return f" [{header}]" if header else ""
+
+
+def missing_outputs_notes(report: dict) -> list[str]:
+  """Under Table 1: each folder method's missing or unreadable outputs, by test set."""
+  lines = []
+  for name, entry in [*report["test_sets"].items(), ("real blurred", report.get("real_blurred"))]:
+    for method, count in ((entry or {}).get("missing_outputs") or {}).items():
+      if count:
+        lines.append(f"- `{method}` on {name}: {count} of {entry['num_images']} outputs missing "
+                     "or unreadable; the blurred input stands in for each (listed at the end).")
+  return ["**Folder methods with missing outputs:**", "", *lines, ""] if lines else []
+
+
 def markdown(report: dict) -> str:
-  parts = ["# faceblur evaluation", "",
-           "## Table 1: restoration quality (PSNR dB / SSIM, RGB in [0, 1])", "", table1(report),
-           "", "## Table 2: face-detection success rate", "", table2(report), "",
-           table2_notes(report), ""]
+  protocol = _protocol(report)
+  parts = ["# faceblur evaluation", ""]
+  if report.get("protocol"):
+    parts += [f"Scoring protocol `{report['protocol']['name']}`: "
+              f"{report['protocol']['description']}.", ""]
+  parts += [f"## Table 1: restoration quality (PSNR dB / SSIM, RGB in [0, 1]){protocol}", "",
+            table1(report), "", *missing_outputs_notes(report),
+            f"## Table 2: face-detection success rate{protocol}", "", table2(report), "",
+            table2_notes(report), ""]
   identity = table3(report)
   if identity:
     threshold = report["identity"]["same_person_distance"]
     parts += ["## Table 3: identity preservation (descriptor distance to the ground truth / "
-              f"same-person rate at {threshold})", "", identity, "",
+              f"same-person rate at {threshold}){protocol}", "", identity, "",
               f"Descriptor: {report['identity']['descriptor']}. Each cell: the mean Euclidean "
               "distance between the face's descriptor and its ground truth's (lower = closer), "
               f"and the share of faces under {threshold}, dlib's same-person threshold. The "
@@ -183,11 +205,13 @@ def markdown(report: dict) -> str:
               "was found for.", ""]
   differences = differences_table(report)
   if differences:
-    parts += ["## Paired differences (mean [95 % bootstrap CI over the faces])", "", differences,
+    parts += [f"## Paired differences (mean [95 % bootstrap CI over the faces]){protocol}", "",
+              differences,
               "", *differences_notes(report), ""]
   realism = realism_table(report)
   if realism:
-    parts += ["## Blur realism: synthetic blur vs the real blurred photos", "", realism, "",
+    parts += [f"## Blur realism: synthetic blur vs the real blurred photos{protocol}", "",
+              realism, "",
               "MMD² with a Gaussian kernel on blur features (spectrum fall-off, gradient "
               "statistics, directionality); permutation p-value.", ""]
   for name, entry in report["test_sets"].items():
@@ -197,6 +221,14 @@ def markdown(report: dict) -> str:
   if skipped:
     parts += [f"**{len(skipped)} test image(s) could not be read and are not counted above:**",
               ""] + [f"- {reason}" for reason in skipped] + [""]
+  missing = report.get("missing_outputs") or []
+  if missing:
+    parts += [f"**{len(missing)} output(s) of folder methods were missing or unreadable; the "
+              "blurred input stands in for each:**", ""] + [f"- {line}" for line in missing] + [""]
+  unaligned = report.get("unaligned") or []
+  if unaligned:
+    parts += [f"**{len(unaligned)} image(s) could not be aligned (ECC failed) and were scored "
+              "unaligned:**", ""] + [f"- {line}" for line in unaligned] + [""]
   versions = ", ".join(f"{k} {v}" for k, v in report.get("versions", {}).items())
   parts += [f"Versions: {versions}. Wall time: {report['wall_time_s']} s.", ""]
   return "\n".join(parts)

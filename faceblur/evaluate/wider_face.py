@@ -79,6 +79,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
     if spec.kind in ("srn", "cyclegan") and not spec.workdir:
       raise ConfigError(f"methods.{name}.workdir is empty: set it to the workdir of a trained "
                         f"{spec.kind} stage")
+    if spec.kind == "folder":
+      raise ConfigError(f"methods.{name}.kind='folder': the WIDER FACE evaluation restores "
+                        "photos itself and does not read other codebases' outputs")
   methods = build_methods(config.methods)
   source = factory.make_source(config.wider_face)
   count = len(source) if config.max_images <= 0 else min(config.max_images, len(source))

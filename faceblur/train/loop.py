@@ -220,13 +220,16 @@ def _train(*, config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh: Me
   batch_iterator = batches(start_step)
   progress(start_step)
   interrupted_at = None
+  profile = _Profile(config, workdir, start_step, writer)
   try:
     for step in range(start_step + 1, last_step + 1):
       batch = partitioning.shard_batch(next(batch_iterator), mesh)
       if step == start_step + 1 and jax.process_count() > 1:
         train_step = partitioning.compile_on_every_process(train_step, state, batch)
+      profile.before(step)
       state, step_metrics = train_step(state, batch)
       history.append(step_metrics)
+      profile.after(step, state, last=step == last_step)
 
       interrupted = interruption.reached(step)
       is_last = step == last_step or interrupted
@@ -250,6 +253,7 @@ def _train(*, config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh: Me
         break
     checkpointer.wait_until_finished()
   finally:
+    profile.stop()
     checkpointer.close()  # also on errors: stops orbax's background threads
   writer.close()
   if interrupted_at is not None:
@@ -257,6 +261,38 @@ def _train(*, config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh: Me
         f"interrupted at step {interrupted_at}; checkpoint written to "
         f"{checkpointer.directory}/{interrupted_at}; run the same command to resume")
   return state
+
+
+class _Profile:
+  """`config.profile_steps` > 0: a `jax.profiler` trace of that many steps, from the one after
+  the first (which compiles) on, in `<workdir>/profile` (TensorBoard's profile plugin and
+  Perfetto read it), as flax's examples profile with `clu.periodic_actions.Profile`."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: pathlib.Path, start_step: int,
+               writer: MetricWriter):
+    self.count = int(config.get("profile_steps", 0) or 0)
+    self.first = start_step + 2
+    self.folder = workdir / "profile"
+    self.writer = writer
+    self.active = False
+
+  def before(self, step: int) -> None:
+    if self.count > 0 and step == self.first:
+      jax.profiler.start_trace(str(self.folder))
+      self.active = True
+
+  def after(self, step: int, state: TrainState, *, last: bool) -> None:
+    if self.active and (step == self.first + self.count - 1 or last):
+      jax.block_until_ready(state)
+      self.stop()
+      self.writer.write_text(f"Profile of steps {self.first}-{step} written to {self.folder}")
+    elif self.count > 0 and last and step < self.first:
+      self.writer.write_text("profile_steps: no step after the first (compiling) one to profile")
+
+  def stop(self) -> None:
+    if self.active:
+      self.active = False
+      jax.profiler.stop_trace()
 
 
 @jax.jit

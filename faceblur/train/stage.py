@@ -18,8 +18,9 @@ import ml_collections
 import numpy as np
 import optax
 
+from faceblur.errors import CheckpointError
 from faceblur.ops import compilation
-from faceblur.train import loop, partitioning
+from faceblur.train import checkpointing, loop, partitioning, release
 from faceblur.train import state as state_lib
 from faceblur.train.metric_writers import MetricWriter
 
@@ -73,6 +74,9 @@ class Stage:
     workdir = pathlib.Path(workdir)
     mesh = partitioning.make_mesh(config.num_devices or None)
     local_batch = partitioning.per_process_batch_size(config.batch_size, mesh)
+    init_source = None
+    if config.get("init_from") and not _has_checkpoints(workdir):
+      init_source = self.check_init_from(config)  # before anything is compiled
     sources = self.sources(config)
     num_train_steps = loop.num_steps(config, max(len(source) for source in sources))
 
@@ -80,6 +84,8 @@ class Stage:
     tx = self.make_optimizer(config, num_train_steps)
     state = state_lib.create_train_state(self.init_fn(config, tx), config.seed, mesh)
     writer = MetricWriter(workdir)
+    if init_source is not None:
+      state = self.init_from(config, init_source, state, networks, mesh, writer)
     state_lib.write_parameter_overview(writer, state.params)
 
     train_step = self.jit_train_step(config, networks, tx, mesh)
@@ -88,3 +94,79 @@ class Stage:
                       batches=self.make_batches(config, sources, local_batch),
                       num_train_steps=num_train_steps, writer=writer,
                       hooks=self.make_hooks(config, networks, sources, workdir, writer))
+
+  def check_init_from(self, config: Config) -> pathlib.Path:
+    """The release or checkpoint folder `config.init_from` names, once its saved config is
+    this stage's with this model config; else one `CheckpointError` line, as resuming gives."""
+    source = pathlib.Path(str(config.init_from)).expanduser()
+    found = _release_or_checkpoints(source)
+    if found.name == "checkpoints":
+      reader = checkpointing.Checkpointer(found, read_only=True)
+      try:
+        saved = reader.saved_config()
+      except Exception:  # noqa: BLE001 — unreadable: restoring it names the damage
+        saved = None
+      finally:
+        reader.close()
+    else:
+      metadata = release.read_metadata(found)
+      saved = dict(metadata["config"], job=metadata["job"])
+    if saved is not None:
+      if saved.get("job") != self.job:
+        raise CheckpointError(f"init_from={source}: holds a {saved.get('job')!r} stage, but "
+                              f"this is the {self.job!r} stage")
+      for key, old, new in checkpointing._changed_keys(saved.get("model", {}),  # noqa: SLF001
+                                                       config.get("model", {})):
+        raise CheckpointError(f"init_from={source}: has model.{key}={old!r} but the config "
+                              f"asks for {new!r}")
+    return found
+
+  def init_from(self, config: Config, found: pathlib.Path, state: state_lib.TrainState,
+                networks: Networks, mesh: jax.sharding.Mesh,
+                writer: MetricWriter) -> state_lib.TrainState:
+    """`state` with the weights of `found` (a release, or the newest checkpoint of a
+    `checkpoints/` folder that restores; `check_init_from` vetted it) in place of its initial
+    ones: the optimiser and step stay fresh and the EMA restarts from them."""
+    sharding = partitioning.replicated(mesh)
+
+    def abstract(names) -> dict:
+      return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
+                                                            sharding=sharding),
+                          {name: networks[name].abstract_params for name in names})
+
+    if found.name != "checkpoints":
+      metadata = release.read_metadata(found)
+      names = [name for name in metadata["networks"] if name in networks]
+      params = release.restore_weights(found, {"params": abstract(names)})["params"]
+      step = metadata["step"]
+    else:
+      reader = checkpointing.Checkpointer(found, read_only=True)
+      try:
+        step, _, params = reader.restore_with_config(lambda saved: abstract(networks),
+                                                     partial=True)
+      finally:
+        reader.close()
+    state = state.replace(**params)
+    if state.ema is not None:
+      state = state_lib.start_ema(state, state_lib.ema_decay(config))
+    writer.write_text(f"Initialised {', '.join(params)} from {found} (its step {step}); "
+                      "fresh optimiser, step 0")
+    return state
+
+
+def _has_checkpoints(workdir: pathlib.Path) -> bool:
+  """Whether `workdir` holds a checkpoint a run would resume from (then `init_from` is moot)."""
+  folder = workdir / "checkpoints"
+  return folder.is_dir() and any(path.name.isdigit() for path in folder.iterdir())
+
+
+def _release_or_checkpoints(source: pathlib.Path) -> pathlib.Path:
+  """The release `source` names (itself or its `release/`), or its `checkpoints/` folder."""
+  if release.is_release(source):
+    return source
+  if (source / "checkpoints").is_dir():
+    return source / "checkpoints"
+  if release.is_release(source / "release"):
+    return source / "release"
+  raise CheckpointError(f"init_from={source}: neither a release nor a stage workdir with "
+                        "checkpoints")

@@ -13,7 +13,7 @@ from configs import evaluate as evaluate_config
 from faceblur import detectors, metrics
 from faceblur.data import demo
 from faceblur.errors import Interrupted
-from faceblur.evaluate import evaluation
+from faceblur.evaluate import evaluation, protocols
 from faceblur.inference import Restorer
 from faceblur.train.loop import Interruption
 
@@ -69,7 +69,7 @@ def test_batched_mtcnn_detection_equals_per_image_detection():
 def test_quality_over_chunks_equals_per_image_metrics():
   restored = _images([((24, 24, 3), 5), ((16, 20, 3), 2)], seed=2)
   sharp = _images([((24, 24, 3), 5), ((16, 20, 3), 2)], seed=3)
-  psnr, ssim = evaluation._quality(restored, sharp, y_channel=True)
+  psnr, ssim, _ = protocols.make_scorer(y_channel=True).score(restored, sharp)
   for index, (image, reference) in enumerate(zip(restored, sharp, strict=True)):
     expected_psnr = metrics.psnr(image[None], reference[None], y_channel=True)[0]
     expected_ssim = metrics.ssim(image[None], reference[None], y_channel=True)[0]
