@@ -26,7 +26,6 @@ import importlib.metadata
 import json
 import pathlib
 import shutil
-import sys
 import time
 from collections.abc import Callable
 
@@ -35,6 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from faceblur import blur_realism, detectors, metrics
+from faceblur.console import warn
 from faceblur.data import augment, factory
 from faceblur.errors import ConfigError, DataError, FaceblurError, ImageReadError
 from faceblur.evaluate import (
@@ -154,7 +154,7 @@ def _load(source, key_images: tuple[str, ...], size: int, limit: int,
       record = source[index]
       images = [_prepare(record[key], size) for key in key_images]
     except ImageReadError as error:
-      print(f"warning: {where}: skipped {error}", file=sys.stderr, flush=True)
+      warn(f"{where}: skipped {error}")
       skipped.append(str(error))
       continue
     for key, image in zip(key_images, images, strict=True):

@@ -13,7 +13,6 @@ Writes `wider_face.json` and `wider_face.md` into the output folder.
 import json
 import math
 import pathlib
-import sys
 import time
 
 import ml_collections
@@ -21,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from faceblur import detectors
+from faceblur.console import warn
 from faceblur.data import factory
 from faceblur.data.wider_face import BLUR_LEVELS, FaceBox
 from faceblur.errors import ConfigError, DataError, FaceblurError, ImageReadError
@@ -90,7 +90,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
     try:
       record = source[index]
     except ImageReadError as error:
-      print(f"warning: wider_face: skipped {error}", file=sys.stderr, flush=True)
+      warn(f"wider_face: skipped {error}")
       skipped.append(str(error))
       continue
     image = as_rgb(record["image"])

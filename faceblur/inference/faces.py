@@ -30,14 +30,13 @@ import dataclasses
 import json
 import math
 import pathlib
-import sys
 from collections.abc import Callable, Sequence
 
 import ml_collections
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm import tqdm
 
+from faceblur.console import warn
 from faceblur.detectors import Detection, FaceDetector, make_detector
 from faceblur.errors import ConfigError
 from faceblur.images import as_rgb, to_uint8
@@ -472,9 +471,7 @@ class JobFaces:
     if result.mode != "faces":
       done = ("restored the whole image" if result.mode == "whole"
               else "left it unchanged")
-      # tqdm.write: the line of its own above the job's progress bar, not glued to it.
-      tqdm.write(f"warning: {path}: no face found; {done} (--config.no_face={result.mode})",
-                 file=sys.stderr)
+      warn(f"{path}: no face found; {done} (--config.no_face={result.mode})")
     self.faces_restored += sum(face.action == "restored" for face in result.faces)
     return result.image, result
 
