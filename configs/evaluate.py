@@ -37,7 +37,6 @@ def get_config(arg: str = "paired_folder") -> ml_collections.ConfigDict:
   ))
   config.image_size = 0        # > 0: centre-crop/resize test images to this size
   config.max_images = 0        # 0 = all
-  config.batch_size = 8
   config.y_channel = False     # PSNR/SSIM on luma instead of RGB
   config.detector = "mtcnn"
   config.detector_threshold = 0.7  # O-Net score a detection needs
@@ -56,7 +55,6 @@ def get_config(arg: str = "paired_folder") -> ml_collections.ConfigDict:
   config.comparisons = ()
   config.num_grid_images = 6
   config.output = ""           # default: the workdir
-  config.model = ml_collections.ConfigDict()
   return config
 
 
