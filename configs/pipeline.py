@@ -9,13 +9,16 @@ from configs import common, cyclegan, evaluate, srn, synthesize
 
 
 def get_config(arg: str = "folders") -> ml_collections.ConfigDict:
-  common.check_argument("pipeline.py", arg, cyclegan.ARGUMENTS)
+  """`arg`: stage 1's data, and `paper_code` for the paper's repository's recipes, as in
+  configs/cyclegan.py (`:celeb_a,paper_code`)."""
+  data, recipe = common.parse_argument("pipeline.py", arg, cyclegan.DATA_ARGUMENTS,
+                                       cyclegan.RECIPE_ARGUMENTS)
   config = common.run_settings(ml_collections.ConfigDict(), job="pipeline")
   config.stages = ("cyclegan", "synthesize", "srn", "srn_kernel", "evaluate")
   config.cyclegan = cyclegan.get_config(arg)
-  config.synthesize = synthesize.get_config("celeb_a" if arg == "celeb_a" else "folder")
-  # `:paper_code` trains both SRNs as the paper's repository does (colour, no ConvLSTM).
-  srn_arg = "paper_code" if arg == "paper_code" else "synthesized"
+  config.synthesize = synthesize.get_config("celeb_a" if data == "celeb_a" else "folder")
+  # `paper_code` trains both SRNs as the paper's repository does (colour, no ConvLSTM).
+  srn_arg = "synthesized,paper_code" if recipe == "paper_code" else "synthesized"
   config.srn = srn.get_config(srn_arg)
   # Baseline "SRN trained on kernel-synthesised blur": the same sharp faces, blurred with
   # random camera-shake kernels instead of the CycleGAN.

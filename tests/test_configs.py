@@ -152,3 +152,32 @@ def test_the_wired_demo_keeps_every_method_on_its_own_checkpoint_and_out_of_the_
   for spec in (face for source in training for face in faces(source)):
     inside = pathlib.Path(spec.get("path") or tmp_path).relative_to(tmp_path)
     assert spec.get("split") != "test" and "test" not in inside.parts, spec
+
+
+def test_config_arguments_compose_in_any_order_and_refuse_unknown_parts_in_one_line():
+  """`celeb_a,paper_code` is CelebA's data with the paper's recipe, in either order; a typo in
+  one part, or two parts of one kind, stops in one line naming the file (big_vision's
+  `parse_arg`)."""
+  from configs import cyclegan, demo, pipeline, srn
+
+  both = cyclegan.get_config("celeb_a,paper_code")
+  assert both.to_dict() == cyclegan.get_config("paper_code,celeb_a").to_dict()
+  assert both.data.sharp.kind == "celeb_a" and both.data.sharp.to_dict() == (
+      cyclegan.get_config("celeb_a").data.sharp.to_dict())
+  assert (both.loss.real_label, both.batch_size) == (0.9, 1)
+  gopro = srn.get_config("gopro,paper_code")
+  assert gopro.data.train.path == "GOPRO_Large/train" and not gopro.model.use_lstm
+  row = pipeline.get_config("celeb_a,paper_code")
+  assert row.cyclegan.to_dict() == both.to_dict()
+  assert row.synthesize.source.kind == "celeb_a" and not row.srn_kernel.model.use_lstm
+  assert "srn_oracle" in demo.get_config("tiny,oracle")  # tiny alone leaves it out
+  assert demo.get_config("tiny,stage1=paper").cyclegan.variant == "paper"
+  for file, module, arg, message in [
+      ("cyclegan.py", cyclegan, "celeb_a,papercode",
+       "unknown configs/cyclegan.py argument 'papercode' (in 'celeb_a,papercode'); choose "),
+      ("pipeline.py", pipeline, "celeb_a,demo",
+       "configs/pipeline.py argument 'celeb_a,demo' names both 'celeb_a' and 'demo'"),
+      ("demo.py", demo, "tiny,", "unknown configs/demo.py argument '' (in 'tiny,')")]:
+    with pytest.raises(ValueError) as raised:
+      module.get_config(arg)
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value), file
