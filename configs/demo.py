@@ -143,8 +143,8 @@ def add_oracle(config: ml_collections.ConfigDict, size: int) -> None:
   the synthesised pairs' sharp faces (the pipeline wires them, as for the baseline) through
   the camera the test sets use."""
   oracle = ml_collections.ConfigDict(config.srn_kernel.to_dict())
-  oracle.data.train = common.source("camera_blurred", base=config.synthesize.source.to_dict(),
-                                    seed=21, max_shake=CAMERA_SHAKE)
+  oracle.data.train = pipeline.reads(common.source("camera_blurred", split="train", seed=21,
+                                                   max_shake=CAMERA_SHAKE), "pairs_sharp")
   oracle.data.crop_size = size - size // 4
   config.srn_oracle = oracle
   config.stages = (*(stage for stage in config.stages if stage != "evaluate"), "srn_oracle",
