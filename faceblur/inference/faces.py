@@ -55,8 +55,8 @@ def _round_to_multiple(value: float, multiple: int = SIDE_MULTIPLE) -> int:
 
 
 # MTCNN's face box side over the training image's side, per training source. Demo faces:
-# measured, the median over 40 held-out demo faces at 128 px (edge-padded so the box can reach
-# past the crop; 10th-90th percentiles 0.93-1.26). CelebA's aligned crops (centre square of
+# the median over held-out demo faces ("Figures behind code choices" in bench/RESULTS.md).
+# CelebA's aligned crops (centre square of
 # 178 px, as synthesis cuts it): estimated from their mean eye positions, ~39 px apart, and a
 # box ~2.4 eye distances wide (no CelebA here to measure); any other face folder: assumed
 # framed like the demo faces (tight), overridden by --config.face_size.
