@@ -41,10 +41,14 @@ def parse_flags(argv: list[str]) -> list[str]:
   sys.exit(2)
 
 
+def _from_orbax(record: python_logging.LogRecord) -> bool:
+  return "/orbax/" in record.pathname.replace("\\", "/")
+
+
 def _without_orbax_traceback(record: python_logging.LogRecord) -> bool:
   """orbax logs a full traceback for each stage of a failed background save (a full disk
   gives three); the one-line error main prints names the step and the reason already."""
-  if "/orbax/" in record.pathname.replace("\\", "/"):
+  if _from_orbax(record):
     record.exc_info, record.exc_text = None, None
   return True
 
@@ -86,18 +90,40 @@ class _ConsoleFormatter(python_logging.Formatter):
     return self.fallback.format(record)
 
 
+def _for_the_console(record: python_logging.LogRecord) -> bool:
+  """faceblur's own records and other libraries' errors, except orbax's and asyncio's at any
+  level: faceblur reports every checkpoint failure itself, in one line (a damaged checkpoint's
+  `Failed to json parse` record from orbax even quotes the whole file)."""
+  if record.name == "asyncio" or _from_orbax(record):
+    return False
+  return record.name != "absl" or record.levelno >= python_logging.ERROR
+
+
 def _quiet_console(workdir: str | None) -> None:
-  """The console gets faceblur's lines and real errors, not absl's chatter: orbax (through
-  absl) warns about routine things ('Given directory is read only', 'read_only=True, setting
-  save_interval_steps=0') on every inference load. absl records below ERROR go to
-  `<workdir>/log.txt` when there is a workdir; `--verbosity` shows everything as before."""
+  """The console gets faceblur's lines and real errors, not the libraries' chatter: orbax
+  (through absl) warns about routine things ('Given directory is read only', 'read_only=True,
+  setting save_interval_steps=0') on every inference load. What the console does not show goes
+  to `<workdir>/log.txt` when there is a workdir; `--verbosity` shows everything as before."""
   absl_logger = python_logging.getLogger("absl")
   absl_logger.addFilter(_without_orbax_traceback)
   console = logging.get_absl_handler()
-  console.addFilter(lambda record: record.name != "absl" or record.levelno >= python_logging.ERROR)
+  console.addFilter(_for_the_console)
   console.setFormatter(_ConsoleFormatter(console.python_handler.formatter))
   if workdir:
-    absl_logger.addHandler(_LogFile(pathlib.Path(workdir) / "log.txt"))
+    log_file = _LogFile(pathlib.Path(workdir) / "log.txt")
+    absl_logger.addHandler(log_file)
+    python_logging.getLogger("asyncio").addHandler(log_file)
+
+
+def _console_above_progress_bars() -> None:
+  """Log records reach the console through `AboveProgressBars`: a warning logged while a
+  progress bar is drawn gets a line of its own instead of landing inside the bar's."""
+  from faceblur.console import AboveProgressBars  # noqa: PLC0415
+
+  root, console = python_logging.getLogger(), logging.get_absl_handler()
+  if console in root.handlers:
+    root.removeHandler(console)
+    root.addHandler(AboveProgressBars(console))
 
 
 def main(argv: list[str]) -> None:
@@ -106,6 +132,7 @@ def main(argv: list[str]) -> None:
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     _quiet_console(FLAGS.workdir)
+  _console_above_progress_bars()
   from faceblur import jobs  # noqa: PLC0415 — flag parsing and --help stay fast
   from faceblur.errors import FaceblurError, Interrupted, StorageError  # noqa: PLC0415
 

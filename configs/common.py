@@ -30,9 +30,41 @@ source = factory.source_spec  # a data source spec, built by faceblur.data.facto
 def check_argument(file: str, arg: str, choices: Sequence[str]) -> None:
   """`--config=configs/<file>:<arg>` with an `arg` the file does not know: one line naming
   the file, never the defaults in silence."""
-  if arg not in choices:
-    raise ValueError(f"unknown configs/{file} argument {arg!r}; choose "
-                     f"{', '.join(repr(choice) for choice in choices)}")
+  parse_argument(file, arg, choices)
+
+
+def parse_argument(file: str, arg: str, *groups: Sequence[str]) -> tuple[str, ...]:
+  """The parts of `--config=configs/<file>:<arg>`, which composes comma-separated parts as
+  big_vision's `parse_arg` does (`celeb_a,paper_code`): at most one part from each group of
+  alternatives, in any order; a group's first entry is its default ('' = the part is absent).
+  Returns the chosen part of each group, in the groups' order. An unknown part, or two of one
+  group, is refused in one line naming the file, never run as the defaults in silence."""
+  parts = arg.split(",") if arg else []
+  chosen: list[str | None] = [None] * len(groups)
+  for part in parts:
+    index = next((index for index, group in enumerate(groups) if part and part in group), None)
+    if index is None:
+      within = f" (in {arg!r})" if part != arg else ""
+      raise ValueError(f"unknown configs/{file} argument {part!r}{within}; choose "
+                       f"{_grammar(groups)}")
+    if chosen[index] is not None:
+      raise ValueError(f"configs/{file} argument {arg!r} names both {chosen[index]!r} and "
+                       f"{part!r}; choose one of them")
+    chosen[index] = part
+  return tuple(group[0] if part is None else part
+               for part, group in zip(chosen, groups, strict=True))
+
+
+def _grammar(groups: Sequence[Sequence[str]]) -> str:
+  """What an argument may be: `'a', 'b'` for one group; for several, one part of each."""
+  groups = [[choice for choice in group if choice] for group in groups]
+  groups = [group for group in groups if group]
+  if not groups:
+    return "none (the file takes no argument)"
+  if len(groups) == 1:
+    return ", ".join(repr(choice) for choice in groups[0])
+  return ("comma-separated parts, at most one from each of "
+          + "; ".join("|".join(repr(choice) for choice in group) for group in groups))
 
 
 def train_loop_settings(config: ml_collections.ConfigDict, *, num_epochs: float,

@@ -8,14 +8,17 @@ The `:celeb_a` argument trains on CelebA's own Blurry / non-blurry photos instea
 `configs/cyclegan.py:paper_code` is the stage 1 of the paper's own repository (after
 vanhuyz/CycleGAN-TensorFlow) on two folders: real label 0.9, no identity loss, batch 1, each
 photo resized to 256x256 with neither crop nor flip; the rest as above (lambda 10, Adam 2e-4
-with beta1 0.5, pool 50, constant then linear decay over two halves of training).
+with beta1 0.5, pool 50, constant then linear decay over two halves of training). It composes
+with the data: `:celeb_a,paper_code` is that recipe on CelebA.
 """
 
 import ml_collections
 
 from configs import common
 
-ARGUMENTS = ("folders", "celeb_a", "demo", "paper_code")
+# `--config=configs/cyclegan.py:<data>[,paper_code]` (`common.parse_argument`).
+DATA_ARGUMENTS = ("folders", "celeb_a", "demo")
+RECIPE_ARGUMENTS = ("", "paper_code")
 
 # Stage-1 variants (`apply_variant`): each is a set of config switches over the paper's
 # CycleGAN, which is `paper` (all switches off).
@@ -56,13 +59,13 @@ def apply_variant(config: ml_collections.ConfigDict, name: str) -> ml_collection
 
 
 def get_config(arg: str = "folders") -> ml_collections.ConfigDict:
-  common.check_argument("cyclegan.py", arg, ARGUMENTS)
+  data, recipe = common.parse_argument("cyclegan.py", arg, DATA_ARGUMENTS, RECIPE_ARGUMENTS)
   config = common.run_settings(ml_collections.ConfigDict(), job="cyclegan")
   config.data = ml_collections.ConfigDict()
-  if arg == "celeb_a":
+  if data == "celeb_a":
     config.data.sharp = common.source("celeb_a", blurry=False)
     config.data.blurred = common.source("celeb_a", blurry=True)
-  elif arg == "demo":
+  elif data == "demo":
     config.data.sharp = common.source("demo_sharp", split="train", count=400)
     config.data.blurred = common.source("demo_blurred", split="blurred", count=400, seed=1)
   else:
@@ -111,7 +114,7 @@ def get_config(arg: str = "folders") -> ml_collections.ConfigDict:
   # Every sample step's checkpoint stays: the blur-realism selection may choose any of them.
   config.keep_checkpoint_every_steps = config.get_ref("sample_every_steps")
   config.num_samples = 4
-  if arg == "paper_code":
+  if recipe == "paper_code":
     config.data.load_size = config.data.crop_size = 256
     config.data.random_flip = False
     config.loss.real_label = 0.9

@@ -35,5 +35,4 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.detect_max_side = 1600  # MTCNN runs on a copy at most this long
   config.face_margin = 0.25  # of the box side, on each side: the feathered paste's width
   config.face_size = 0       # px across a face at the network's scale; 0: from the checkpoint
-  config.model = ml_collections.ConfigDict()  # filled from the checkpoint
   return config

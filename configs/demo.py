@@ -21,6 +21,7 @@ slimmed (fewer filters and blocks, 64 px) so the CPU run ends in minutes;
   python main.py --config=configs/demo.py --workdir=runs/demo
   python main.py --config=configs/demo.py:tiny --workdir=/tmp/t   # seconds (tests)
   python main.py --config=configs/demo.py:no_oracle --workdir=runs/demo  # without it
+  python main.py --config=configs/demo.py:tiny,oracle,stage1=paper --workdir=/tmp/t  # parts
 
 The oracle (`srn_oracle`, on by default) is a third SRN, trained like the kernel baseline but
 on the test blur's own process (the camera, on the training people), with its row in every
@@ -35,14 +36,20 @@ from configs import cyclegan as cyclegan_config
 CAMERA_SHAKE = 0.1  # shake path / the face's side: tools/world_sweep.py's rule (README)
 STRONG_CAMERA_SHAKE = 0.4  # the `camera_blurred_strong` test set: reported, not a target
 STAGE1_VARIANT = "kernel_blur"  # configs/cyclegan.py VARIANTS (tools/select_stage1.py)
-ARGUMENTS = ("", "tiny", "oracle", "no_oracle", *(f"stage1={name}" for name in
-                                                  cyclegan_config.VARIANTS))
+# `common.parse_argument`'s groups: the size, the oracle ('': on, but not for `tiny`) and
+# stage 1's variant, composable (`tiny,stage1=paper`).
+SIZE_ARGUMENTS = ("", "tiny")
+ORACLE_ARGUMENTS = ("", "oracle", "no_oracle")
+STAGE1_ARGUMENTS = tuple(f"stage1={name}" for name in
+                         (STAGE1_VARIANT, *(v for v in cyclegan_config.VARIANTS
+                                            if v != STAGE1_VARIANT)))
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  common.check_argument("demo.py", arg, ARGUMENTS)
-  tiny = arg == "tiny"
-  variant = arg.partition("=")[2] if arg.startswith("stage1=") else STAGE1_VARIANT
+  size_arg, oracle_arg, stage1_arg = common.parse_argument(
+      "demo.py", arg, SIZE_ARGUMENTS, ORACLE_ARGUMENTS, STAGE1_ARGUMENTS)
+  tiny = size_arg == "tiny"
+  variant = stage1_arg.partition("=")[2]
   config = pipeline.get_config("demo")
   size = 32 if tiny else 64
   blur_length = round(CAMERA_SHAKE * size)  # the kernel baseline's path length (px)
@@ -126,7 +133,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # a 2-core CPU has no room for more (README).
   evaluation.identity_max_images = 8 if tiny else 25
   evaluation.identity_test_sets = ("camera_blurred",)
-  if not tiny and arg != "no_oracle":
+  if oracle_arg == "oracle" or (not tiny and oracle_arg != "no_oracle"):
     add_oracle(config, size)
   return config
 
@@ -136,8 +143,8 @@ def add_oracle(config: ml_collections.ConfigDict, size: int) -> None:
   the synthesised pairs' sharp faces (the pipeline wires them, as for the baseline) through
   the camera the test sets use."""
   oracle = ml_collections.ConfigDict(config.srn_kernel.to_dict())
-  oracle.data.train = common.source("camera_blurred", base=config.synthesize.source.to_dict(),
-                                    seed=21, max_shake=CAMERA_SHAKE)
+  oracle.data.train = pipeline.reads(common.source("camera_blurred", split="train", seed=21,
+                                                   max_shake=CAMERA_SHAKE), "pairs_sharp")
   oracle.data.crop_size = size - size // 4
   config.srn_oracle = oracle
   config.stages = (*(stage for stage in config.stages if stage != "evaluate"), "srn_oracle",

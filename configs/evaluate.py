@@ -52,7 +52,6 @@ def get_config(arg: str = "paired_folder") -> ml_collections.ConfigDict:
   ))
   config.image_size = 0        # > 0: centre-crop/resize test images to this size
   config.max_images = 0        # 0 = all
-  config.batch_size = 8
   # How Table 1 scores (faceblur/evaluate/protocols.py), named in every table header:
   # 'faceblur' (float outputs, scikit-image SSIM), 'gopro' (8-bit outputs, MATLAB's 3-D SSIM
   # on RGB: the GoPro/HIDE scripts) or 'realblur' (8-bit, brightness-matched and ECC-aligned
@@ -83,7 +82,6 @@ def get_config(arg: str = "paired_folder") -> ml_collections.ConfigDict:
   config.comparisons = ()
   config.num_grid_images = 6
   config.output = ""           # default: the workdir
-  config.model = ml_collections.ConfigDict()
   return config
 
 

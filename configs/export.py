@@ -23,5 +23,4 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.use_ema = False
   config.stablehlo = True  # also write deblurrer.stablehlo (SRN, or the CycleGAN's F)
   config.platforms = ("cpu", "cuda")  # what the StableHLO is lowered for
-  config.model = ml_collections.ConfigDict()  # filled from the checkpoint
   return config

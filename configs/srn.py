@@ -7,19 +7,23 @@ the pair and no flips (jiangsutx/SRN-Deblur `models/model.py`). Train on the syn
 
 `configs/srn.py:paper_code` is what the paper's own repository trains by default
 (`--model=color`): the colour SRN without the ConvLSTM, 6,881,251 parameters, otherwise the
-same settings.
+same settings. It composes with the data: `:gopro,paper_code`.
 """
 
 import ml_collections
 
 from configs import common
 
+# `--config=configs/srn.py:<data>[,paper_code]` (`common.parse_argument`).
+DATA_ARGUMENTS = ("synthesized", "gopro")
+MODEL_ARGUMENTS = ("", "paper_code")
+
 
 def get_config(arg: str = "synthesized") -> ml_collections.ConfigDict:
-  common.check_argument("srn.py", arg, ("synthesized", "gopro", "paper_code"))
+  data, model = common.parse_argument("srn.py", arg, DATA_ARGUMENTS, MODEL_ARGUMENTS)
   config = common.run_settings(ml_collections.ConfigDict(), job="srn")
   config.data = ml_collections.ConfigDict()
-  if arg == "gopro":
+  if data == "gopro":
     config.data.train = common.source("paired_folder", path="GOPRO_Large/train")
     config.data.test = common.source("paired_folder", path="GOPRO_Large/test")
   else:
@@ -31,7 +35,7 @@ def get_config(arg: str = "synthesized") -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict(dict(
       num_scales=3, scale_ratio=0.5, channels=3,
-      use_lstm=arg != "paper_code",  # the paper's repository trains --model=color: no LSTM
+      use_lstm=model != "paper_code",  # the paper's repository trains --model=color: no LSTM
       features=32,  # first-stage width (32-64-128 in the reference)
       residual=False,  # True: predict a correction of the blurred input (not the reference)
   ))

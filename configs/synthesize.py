@@ -28,5 +28,4 @@ def get_config(arg: str = "folder") -> ml_collections.ConfigDict:
   config.batch_size = 16
   config.write_workers = 4      # threads encoding the PNGs while the generator runs
   config.pack_tfds = False      # also write an array_record TFDS dataset of the pairs
-  config.model = ml_collections.ConfigDict()  # filled from the stage-1 checkpoint
   return config

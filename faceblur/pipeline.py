@@ -8,86 +8,117 @@
                          process, the ceiling of the stage-2 budget
   <workdir>/evaluation   Tables 1 and 2, figures, per-image CSV
 
-The stages are wired here, not in the config, so each sub-config stays a valid stand-alone
-job config. Re-running resumes: finished stages are skipped, interrupted ones resume.
+A stage is a sub-config named in `config.stages`, run by its own `job` in `<workdir>/<name>`.
+The config declares how the stages connect and `wire` applies that one rule, so the wired
+sub-configs are plain stand-alone job configs. Re-running resumes: finished stages are
+skipped, interrupted ones resume.
 """
 
 import pathlib
 import time
+from typing import Any
 
 import ml_collections
 
 from faceblur.errors import ConfigError
+from faceblur.evaluate import TRAINED_METHOD_KINDS
 
-STAGES = ("cyclegan", "synthesize", "srn", "srn_kernel", "srn_oracle", "evaluate")
-SRN_STAGES = ("srn", "srn_kernel", "srn_oracle")
+# The jobs a pipeline stage may run; a stage is a sub-config named in `config.stages`.
+STAGE_JOBS = ("cyclegan", "synthesize", "srn", "evaluate")
+PAIRS = "pairs"  # the synthesis stage's output folder, under the workdir
+# What a data source spec's `reads` may name (see `wire`): the synthesised pairs (a paired
+# folder whose `split` picks train/ or test/), or their sharp faces of the spec's `split`
+# (the `base` of a source that blurs them another way).
+READS = ("pairs", "pairs_sharp")
+_RUN_KEYS = ("seed", "num_devices", "mixed_precision", "distributed")
+
+
+def _wire_source(spec: dict[str, Any], where: str, pairs: pathlib.Path) -> None:
+  reads = spec.pop("reads")
+  if reads == "pairs":
+    spec["path"] = str(pairs)
+  elif reads == "pairs_sharp":
+    spec["base"] = dict(kind="folder", path=str(pairs / spec.get("split", "train") / "sharp"))
+  elif reads:
+    raise ConfigError(f"{where}.reads={reads!r} is not one of {', '.join(READS)}")
+
+
+def _wire_sources(tree: dict[str, Any], where: str, pairs: pathlib.Path) -> None:
+  """Every source spec under `tree` that declares `reads` gets the folder it names."""
+  if "reads" in tree:
+    _wire_source(tree, where, pairs)
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      _wire_sources(value, f"{where}.{key}", pairs)
+
+
+def _wire_method(method: dict[str, Any], where: str, workdir: pathlib.Path) -> None:
+  """A method's `stage` names the sub-folder whose checkpoint it restores with; a `workdir`
+  set by hand wins. A trained kind that names neither is refused before anything trains."""
+  if method.get("workdir"):
+    return
+  if method.get("stage"):
+    method["workdir"] = str(workdir / method["stage"])
+  elif method.get("kind") in TRAINED_METHOD_KINDS:
+    raise ConfigError(f"{where}.stage is empty: name the pipeline stage whose checkpoint this "
+                      f"{method['kind']} method restores with (or set its workdir)")
 
 
 def wire(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> ml_collections.ConfigDict:
-  """A copy of `config` whose stages read each other's outputs under `workdir`."""
-  config = ml_collections.ConfigDict(config.to_dict())
-  pairs = workdir / "pairs"
-  for name in (name for name in STAGES if name in config):
-    stage = config[name]
-    stage.seed = config.seed
-    stage.num_devices = config.num_devices
-    stage.mixed_precision = config.mixed_precision
-    stage.distributed = config.distributed
-  config.synthesize.cyclegan_workdir = str(workdir / "cyclegan")
-  config.synthesize.output = str(pairs)
-  for name in (name for name in SRN_STAGES if name in config):
-    config[name].data.test.kind = "paired_folder"
-    config[name].data.test.path = str(pairs)
-    config[name].data.test.split = "test"
-  config.srn.data.train.kind = "paired_folder"
-  config.srn.data.train.path = str(pairs)
-  config.srn.data.train.split = "train"
-  # The baseline sees exactly ours' training faces, blurred by random camera-shake kernels.
-  config.srn_kernel.data.train.kind = "kernel_blurred"
-  config.srn_kernel.data.train.base = dict(kind="folder", path=str(pairs / "train" / "sharp"))
-  if "srn_oracle" in config:  # the same faces again, through the test sets' blur process
-    config.srn_oracle.data.train.base = dict(kind="folder", path=str(pairs / "train" / "sharp"))
-  evaluation = config.evaluate
-  evaluation.test_sets.synthesized.path = str(pairs)
-  evaluation.test_sets.synthesized.split = "test"
-  # Without a base of its own, the kernel-blurred test set blurs the held-out sharp faces.
-  if "kernel_blurred" in evaluation.test_sets and not evaluation.test_sets.kernel_blurred.base:
-    evaluation.test_sets.kernel_blurred.base = dict(kind="folder",
-                                                   path=str(pairs / "test" / "sharp"))
-  for method in evaluation.methods.values():
-    if method.kind == "cyclegan":
-      method.workdir = str(workdir / "cyclegan")
-    elif method.kind == "srn" and not method.workdir:
-      method.workdir = str(workdir / method.get("stage", "srn"))
-  return config
+  """A copy of `config` whose stages read each other's outputs under `workdir`, by one rule
+  that the config drives and that names no stage:
+
+  - each stage gets the pipeline's run settings (seed, devices, precision, distribution);
+  - the synthesis stage reads stage 1's checkpoint from the stage its `cyclegan_stage` names
+    and writes the pairs to `<workdir>/pairs`;
+  - a data source spec with `reads` ('pairs' or 'pairs_sharp', `READS`) reads that product
+    of the synthesis (its `reads` key is removed: the wired stage is a plain job config);
+  - an evaluation method with a `stage` restores with `<workdir>/<stage>`'s checkpoint.
+  """
+  tree = config.to_dict()
+  pairs = workdir / PAIRS
+  for name, stage in tree.items():
+    if not isinstance(stage, dict) or "job" not in stage:
+      continue
+    stage.update({key: tree[key] for key in _RUN_KEYS if key in tree})
+    if "cyclegan_stage" in stage:  # the synthesis: its stage 1, and where its pairs go
+      stage["cyclegan_workdir"] = str(workdir / stage.pop("cyclegan_stage"))
+      stage["output"] = str(pairs)
+    _wire_sources(stage, name, pairs)
+    for method_name, method in stage.get("methods", {}).items():
+      _wire_method(method, f"{name}.methods.{method_name}", workdir)
+  return ml_collections.ConfigDict(tree)
 
 
 def run_pipeline(config: ml_collections.ConfigDict, workdir: pathlib.Path):
   from faceblur.train import cyclegan, srn, synthesize  # noqa: PLC0415
 
-  unknown = [stage for stage in config.stages if stage not in STAGES]
-  if unknown:
-    raise ConfigError(f"config.stages has unknown stage {unknown[0]!r}; use {', '.join(STAGES)}")
+  for stage in config.stages:
+    sub_config = config.get(stage)
+    if not isinstance(sub_config, ml_collections.ConfigDict) or sub_config.get("job") not in \
+        STAGE_JOBS:
+      raise ConfigError(f"config.stages lists {stage!r}, which this config does not define as a "
+                        f"stage (a sub-config whose job is one of {', '.join(STAGE_JOBS)})")
   config = wire(config, workdir)
+  trained_srns = [stage for stage in config.stages if config[stage].job == "srn"]
   started = time.perf_counter()
   report = None
   for stage in config.stages:
     print(f"\n=== {stage} ===", flush=True)
-    if stage == "cyclegan":
-      cyclegan.train_and_evaluate(config.cyclegan, workdir / "cyclegan")
-    elif stage == "synthesize":
-      if synthesize.is_complete(workdir / "pairs"):
-        print(f"Pairs already complete in {workdir / 'pairs'}", flush=True)
+    job = config[stage].job
+    if job == "cyclegan":
+      cyclegan.train_and_evaluate(config[stage], workdir / stage)
+    elif job == "synthesize":
+      if synthesize.is_complete(workdir / PAIRS):
+        print(f"Pairs already complete in {workdir / PAIRS}", flush=True)
       else:
-        synthesize.synthesize(config.synthesize, workdir)
-    elif stage in SRN_STAGES:
-      if stage not in config:
-        raise ConfigError(f"config.stages lists {stage!r}, which this config does not define")
+        synthesize.synthesize(config[stage], workdir)
+    elif job == "srn":
       srn.train_and_evaluate(config[stage], workdir / stage)
-    elif stage == "evaluate":
+    else:
       from faceblur.evaluate import evaluation  # noqa: PLC0415
 
-      report = evaluation.evaluate(config.evaluate, workdir / "evaluation")
+      report = evaluation.evaluate(config[stage], workdir / "evaluation")
   if report:
     for set_name, quality in ((name, entry["quality"])
                               for name, entry in report["test_sets"].items()):
@@ -98,7 +129,7 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: pathlib.Path):
               f"{quality['blurred']['ssim']:.4f} -> {quality['ours']['ssim']:.4f}", flush=True)
   minutes = (time.perf_counter() - started) / 60
   print(f"\nPipeline finished in {minutes:.1f} min. Everything is under {workdir}:", flush=True)
-  for name in ("cyclegan/samples", "pairs", *SRN_STAGES, "evaluation/report.md"):
+  for name in ("cyclegan/samples", PAIRS, *trained_srns, "evaluation/report.md"):
     if (workdir / name).exists():
       print(f"  {workdir / name}", flush=True)
   return report

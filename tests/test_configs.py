@@ -152,3 +152,78 @@ def test_the_wired_demo_keeps_every_method_on_its_own_checkpoint_and_out_of_the_
   for spec in (face for source in training for face in faces(source)):
     inside = pathlib.Path(spec.get("path") or tmp_path).relative_to(tmp_path)
     assert spec.get("split") != "test" and "test" not in inside.parts, spec
+
+
+def test_config_arguments_compose_in_any_order_and_refuse_unknown_parts_in_one_line():
+  """`celeb_a,paper_code` is CelebA's data with the paper's recipe, in either order; a typo in
+  one part, or two parts of one kind, stops in one line naming the file (big_vision's
+  `parse_arg`)."""
+  from configs import cyclegan, demo, pipeline, srn
+
+  both = cyclegan.get_config("celeb_a,paper_code")
+  assert both.to_dict() == cyclegan.get_config("paper_code,celeb_a").to_dict()
+  assert both.data.sharp.kind == "celeb_a" and both.data.sharp.to_dict() == (
+      cyclegan.get_config("celeb_a").data.sharp.to_dict())
+  assert (both.loss.real_label, both.batch_size) == (0.9, 1)
+  gopro = srn.get_config("gopro,paper_code")
+  assert gopro.data.train.path == "GOPRO_Large/train" and not gopro.model.use_lstm
+  row = pipeline.get_config("celeb_a,paper_code")
+  assert row.cyclegan.to_dict() == both.to_dict()
+  assert row.synthesize.source.kind == "celeb_a" and not row.srn_kernel.model.use_lstm
+  assert "srn_oracle" in demo.get_config("tiny,oracle")  # tiny alone leaves it out
+  assert demo.get_config("tiny,stage1=paper").cyclegan.variant == "paper"
+  for file, module, arg, message in [
+      ("cyclegan.py", cyclegan, "celeb_a,papercode",
+       "unknown configs/cyclegan.py argument 'papercode' (in 'celeb_a,papercode'); choose "),
+      ("pipeline.py", pipeline, "celeb_a,demo",
+       "configs/pipeline.py argument 'celeb_a,demo' names both 'celeb_a' and 'demo'"),
+      ("demo.py", demo, "tiny,", "unknown configs/demo.py argument '' (in 'tiny,')")]:
+    with pytest.raises(ValueError) as raised:
+      module.get_config(arg)
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value), file
+
+
+def test_wire_is_one_rule_the_config_drives_for_any_srn_row(tmp_path):
+  """Guards `pipeline.wire`'s one rule (issue 26): an SRN row it has never heard of, declared
+  only in the config (`reads` on its data, `stage` on its method), is wired as the named ones
+  are; a trained method naming no checkpoint is refused in one line (it used to restore from
+  the pipeline's root); nothing set by hand is overwritten; the wired stages keep no `reads`."""
+  import json
+
+  import ml_collections
+
+  from configs import common, demo, evaluate
+  from faceblur import pipeline
+  from faceblur.errors import ConfigError
+
+  config = demo.get_config("tiny")
+  learned = ml_collections.ConfigDict(config.srn_kernel.to_dict())
+  learned.data.train = pipeline_config.reads(
+      common.source("camera_blurred", split="train", seed=3), "pairs_sharp")
+  config.srn_learned = learned
+  config.stages = (*config.stages[:-1], "srn_learned", "evaluate")
+  config.evaluate.methods.learned = evaluate.method("srn", stage="srn_learned")
+  config.evaluate.methods.by_hand = evaluate.method("srn", workdir="/elsewhere", stage="srn")
+
+  wired = pipeline.wire(config, tmp_path)
+
+  pairs = tmp_path / "pairs"
+  assert wired.srn_learned.data.train.base.path == str(pairs / "train" / "sharp")
+  assert wired.srn_learned.data.train.kind == "camera_blurred"  # its own blur, kept
+  assert (wired.srn_learned.data.test.path, wired.srn_learned.data.test.split) == (
+      str(pairs), "test")
+  assert wired.evaluate.methods.learned.workdir == str(tmp_path / "srn_learned")
+  assert wired.evaluate.methods.by_hand.workdir == "/elsewhere"
+  assert wired.srn_learned.seed == config.seed
+  assert '"reads"' not in json.dumps(wired.to_dict())
+
+  config.evaluate.methods.nameless = evaluate.method("srn")
+  with pytest.raises(ConfigError) as raised:
+    pipeline.wire(config, tmp_path)
+  assert str(raised.value).startswith("evaluate.methods.nameless.stage is empty: name the "
+                                      "pipeline stage whose checkpoint this srn method")
+  del config.evaluate.methods["nameless"]
+  config.srn_learned.data.train.reads = "pair"
+  with pytest.raises(ConfigError, match=r"^srn_learned\.data\.train\.reads='pair' is not one "
+                                        "of pairs, pairs_sharp$"):
+    pipeline.wire(config, tmp_path)

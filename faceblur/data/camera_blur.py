@@ -179,10 +179,10 @@ def _render_shake(linear: np.ndarray, matrices: np.ndarray, translations: np.nda
                   centre: np.ndarray) -> np.ndarray:
   """The mean of the bilinearly warped image over the poses (HxWxC float32).
 
-  PIL's affine warp of 32-bit float images is ~5x faster than scipy.ndimage.map_coordinates
-  (a 128 px frame, 48 poses: 25 vs 130 ms). It fills outside the input with 0, so the image
-  is first padded by half-sample reflection (scipy's mode 'reflect') beyond the largest
-  displacement.
+  It warps with PIL's affine transform of 32-bit float images, several times faster than
+  scipy.ndimage.map_coordinates ("Figures behind code choices" in bench/RESULTS.md). That
+  fills outside the input with 0, so the image is first padded by half-sample reflection
+  (scipy's mode 'reflect') beyond the largest displacement.
   """
   height, width, channels = linear.shape
   corners = np.array([[0, 0], [width - 1, 0], [0, height - 1], [width - 1, height - 1]])

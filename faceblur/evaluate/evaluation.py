@@ -31,7 +31,6 @@ import importlib.metadata
 import json
 import pathlib
 import shutil
-import sys
 import time
 from collections.abc import Callable
 
@@ -40,6 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from faceblur import blur_realism, detectors
+from faceblur.console import warn
 from faceblur.data import augment, factory
 from faceblur.errors import ConfigError, DataError, FaceblurError, ImageReadError
 from faceblur.evaluate import (
@@ -196,7 +196,7 @@ def _load(source, key_images: tuple[str, ...], size: int, limit: int,
       record = source[index]
       images = [_prepare(record[key], size) for key in key_images]
     except ImageReadError as error:
-      print(f"warning: {where}: skipped {error}", file=sys.stderr, flush=True)
+      warn(f"{where}: skipped {error}")
       skipped.append(str(error))
       continue
     for key, image in zip(key_images, images, strict=True):
@@ -368,7 +368,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
                                          aligned=method is not None and method.aligned)
     for index in unaligned:
       line = f"{set_name}/{names[index]} ({method.name}): ECC alignment failed; scored unaligned"
-      print(f"warning: {line}", file=sys.stderr, flush=True)
+      warn(line)
       report["unaligned"].append(line)
     return psnr, ssim
 

@@ -20,10 +20,10 @@ import collections
 import hashlib
 import os
 import pathlib
-import sys
 
 import numpy as np
 
+from faceblur.console import warn
 from faceblur.data import image_io
 from faceblur.errors import ConfigError, DataError, ImageReadError
 from faceblur.images import as_rgb
@@ -102,8 +102,7 @@ class OutputFolder:
             "resized test images)")
       outputs.append(output)
     for problem in problems:
-      print(f"warning: methods.{self.method}: {problem}; the blurred input stands in",
-            file=sys.stderr, flush=True)
+      warn(f"methods.{self.method}: {problem}; the blurred input stands in")
     return outputs, problems
 
 

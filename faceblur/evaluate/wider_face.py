@@ -13,7 +13,6 @@ Writes `wider_face.json` and `wider_face.md` into the output folder.
 import json
 import math
 import pathlib
-import sys
 import time
 
 import ml_collections
@@ -21,9 +20,11 @@ import numpy as np
 from tqdm import tqdm
 
 from faceblur import detectors
+from faceblur.console import warn
 from faceblur.data import factory
 from faceblur.data.wider_face import BLUR_LEVELS, FaceBox
 from faceblur.errors import ConfigError, DataError, FaceblurError, ImageReadError
+from faceblur.evaluate import TRAINED_METHOD_KINDS
 from faceblur.evaluate.evaluation import build_methods
 from faceblur.images import as_rgb
 
@@ -76,7 +77,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
   output.mkdir(parents=True, exist_ok=True)
   detector = detectors.make_detector(config.detector, threshold=config.detector_threshold)
   for name, spec in config.methods.items():
-    if spec.kind in ("srn", "cyclegan") and not spec.workdir:
+    if spec.kind in TRAINED_METHOD_KINDS and not spec.workdir:
       raise ConfigError(f"methods.{name}.workdir is empty: set it to the workdir of a trained "
                         f"{spec.kind} stage")
     if spec.kind == "folder":
@@ -93,7 +94,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
     try:
       record = source[index]
     except ImageReadError as error:
-      print(f"warning: wider_face: skipped {error}", file=sys.stderr, flush=True)
+      warn(f"wider_face: skipped {error}")
       skipped.append(str(error))
       continue
     image = as_rgb(record["image"])

@@ -8,11 +8,11 @@ at the first image, in one line.
 """
 
 import pathlib
-import sys
 
 import ml_collections
 from tqdm import tqdm
 
+from faceblur.console import warn
 from faceblur.data import image_io
 from faceblur.errors import ConfigError, FaceblurError, ImageReadError, StorageError
 from faceblur.inference.faces import JobFaces
@@ -54,7 +54,7 @@ def deblur_job(config: ml_collections.ConfigDict, workdir: pathlib.Path | None =
       restored, faces_done = faces.restore(path, image_io.load_image(path))
     except ImageReadError as error:
       failures += 1
-      print(f"warning: skipped {error}", file=sys.stderr, flush=True)
+      warn(f"skipped {error}")
       continue
     output_path = _output_path(path, source, output, single)
     try:

@@ -30,14 +30,13 @@ import dataclasses
 import json
 import math
 import pathlib
-import sys
 from collections.abc import Callable, Sequence
 
 import ml_collections
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm import tqdm
 
+from faceblur.console import warn
 from faceblur.detectors import Detection, FaceDetector, make_detector
 from faceblur.errors import ConfigError
 from faceblur.images import as_rgb, to_uint8
@@ -56,8 +55,8 @@ def _round_to_multiple(value: float, multiple: int = SIDE_MULTIPLE) -> int:
 
 
 # MTCNN's face box side over the training image's side, per training source. Demo faces:
-# measured, the median over 40 held-out demo faces at 128 px (edge-padded so the box can reach
-# past the crop; 10th-90th percentiles 0.93-1.26). CelebA's aligned crops (centre square of
+# the median over held-out demo faces ("Figures behind code choices" in bench/RESULTS.md).
+# CelebA's aligned crops (centre square of
 # 178 px, as synthesis cuts it): estimated from their mean eye positions, ~39 px apart, and a
 # box ~2.4 eye distances wide (no CelebA here to measure); any other face folder: assumed
 # framed like the demo faces (tight), overridden by --config.face_size.
@@ -472,9 +471,7 @@ class JobFaces:
     if result.mode != "faces":
       done = ("restored the whole image" if result.mode == "whole"
               else "left it unchanged")
-      # tqdm.write: the line of its own above the job's progress bar, not glued to it.
-      tqdm.write(f"warning: {path}: no face found; {done} (--config.no_face={result.mode})",
-                 file=sys.stderr)
+      warn(f"{path}: no face found; {done} (--config.no_face={result.mode})")
     self.faces_restored += sum(face.action == "restored" for face in result.faces)
     return result.image, result
 

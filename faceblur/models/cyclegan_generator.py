@@ -6,9 +6,9 @@ the reference does. Sides must be divisible by 4 (two stride-2 stages).
 `residual=True` (not the reference) adds the tanh output to the input and clips to [-1, 1],
 DeblurGAN's `learn_residual` (Kupyn et al. 2018), with the last layer zeroed so that the
 generator starts as the identity. For blur, where the two domains differ by a small
-correction, it learns in hundreds of steps what the reference needs many thousands for (at
-800 demo steps the reference generator still outputs washed-out, colour-cast faces): what a
-CPU demo can afford, like SRN's residual option.
+correction, it learns in hundreds of steps what the reference needs many thousands for
+(`bench/RESULTS.md`, "Figures behind code choices"): what a CPU demo can afford, like SRN's
+residual option.
 
 Two options against the sharp -> blurred -> sharp cycle's steganography (Chu et al. 2017),
 both off in the reference: `upsample='resize'` doubles the size by nearest-neighbour

@@ -1,18 +1,16 @@
 """How faceblur compiles its networks: `jax.jit` plus XLA options that make CPUs fast.
 
 On CPU, jaxlib 0.10 hands convolutions to YNNPACK by default. For our training steps that is
-the slow choice: YNNPACK computes the kernel gradients of the 3x3 256-channel convolutions of
-CycleGAN's residual blocks and of SRN's ConvLSTM 3-6x slower than XLA's own convolutions, and
-the 7x7 convolution to 3 channels that ends the generator ~10x slower. Keeping YNNPACK for
-reductions and single matrix products only makes a 256 px CycleGAN train step 2.7x faster,
-an SRN step 1.4x faster and the generator's forward pass (synthesis) 3.4x faster
-(`bench/RESULTS.md`, Intel Xeon), so every network compiles through here. SRN's forward
-pass alone is the exception (`library_convolutions=True`, its restore function): YNNPACK's
-convolutions are faster for it on the AVX-512 AMD EPYC the benchmarks now run on ("Deblur
-latency and memory" in `bench/RESULTS.md`). Other backends compile exactly as `jax.jit`
-does, and so does every backend with `FACEBLUR_CPU_KERNELS=off` in the environment
-(`faceblur.ops`'s one switch for its CPU tricks; for comparisons, or in case a later jaxlib
-makes another choice faster).
+the slow choice: YNNPACK computes the kernel gradients of the wide 3x3 convolutions (CycleGAN's
+residual blocks, SRN's ConvLSTM) and of the 7x7 convolution to 3 channels that ends the
+generator much more slowly than XLA's own convolutions. So every network compiles through
+here, keeping YNNPACK for reductions and single matrix products only. SRN's forward pass
+alone is the exception (`library_convolutions=True`, its restore function): YNNPACK's
+convolutions are faster for it on an AVX-512 CPU. The measurements: "Figures behind code
+choices" and "Deblur latency and memory" in `bench/RESULTS.md`. Other backends compile
+exactly as `jax.jit` does, and so does every backend with `FACEBLUR_CPU_KERNELS=off` in the
+environment (`faceblur.ops`'s one switch for its CPU tricks; for comparisons, or in case a
+later jaxlib makes another choice faster).
 """
 
 from collections.abc import Callable

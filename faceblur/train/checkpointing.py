@@ -35,10 +35,12 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from faceblur.console import warn
 from faceblur.errors import CheckpointError, StorageError
 from faceblur.storage import os_reason
 
 STATE_ITEM = "state"
+_ORBAX_METADATA_FILE = "_CHECKPOINT_METADATA"
 CONFIG_ITEM = "config"
 # Config keys that may change between a run and its resumption without changing the state.
 _RUN_CONTROL_KEYS = ("num_train_steps", "num_epochs", "stop_after_steps", "num_workers",
@@ -83,6 +85,7 @@ class _Unrestorable(Exception):
 
 
 _QUIET_DIRECTORIES: set[str] = set()
+_WARNED: set[str] = set()  # each damaged bookkeeping file once per process
 _previous_unraisablehook: list[Callable[[Any], None]] = []
 
 
@@ -115,7 +118,7 @@ def _quiet_failed_restore_leftovers(directory: pathlib.Path) -> None:
 
 def _print_warning(line: str) -> None:
   if jax.process_index() == 0:
-    print(line, file=sys.stderr, flush=True)
+    warn(line.removeprefix("warning: "))
 
 
 def _changed_keys(saved: ml_collections.ConfigDict | dict,
@@ -201,10 +204,12 @@ class Checkpointer:
     some of the state's fields, and only those are read."""
     if step is not None:
       try:
-        return step, *self._restore_one(step, abstract_for, config, partial)
+        saved, state = self._restore_one(step, abstract_for, config, partial)
       except _Unrestorable as error:
         raise CheckpointError(
             f"{self.directory}/{step}: cannot be restored ({error.reason})") from None
+      self._warn_about_damaged_bookkeeping(step, log)
+      return step, saved, state
     steps = sorted(self._manager.all_steps(), reverse=True)
     if not steps:
       raise CheckpointError(f"{self.directory}: no complete checkpoint found")
@@ -221,6 +226,7 @@ class Checkpointer:
         _print_warning(line)
         if log is not None:
           log(line)
+      self._warn_about_damaged_bookkeeping(candidate, log)
       return candidate, saved, state
     hint = "" if self._read_only else "; move the folder away to train afresh"
     raise CheckpointError(
@@ -257,6 +263,25 @@ class Checkpointer:
                               f"config differs in {differing}") from None
       raise _Unrestorable(_reason(error)) from None
     return saved, restored[STATE_ITEM]
+
+  def _warn_about_damaged_bookkeeping(self, step: int,
+                                      log: Callable[[str], None] | None) -> None:
+    """One warning line for a restored checkpoint whose `_CHECKPOINT_METADATA` does not read.
+    It holds orbax's timestamps only (faceblur keeps its config in the `config` item), so the
+    arrays restore without it; orbax itself logs the file's whole content, to log.txt only."""
+    path = self.directory / str(step) / _ORBAX_METADATA_FILE
+    try:
+      json.loads(path.read_text())
+    except FileNotFoundError:  # older orbax versions do not write it
+      return
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+      line = (f"warning: {path} cannot be read ({_reason(error)}); restored "
+              f"{self.directory}/{step} without it (it holds only orbax's timestamps)")
+      if line not in _WARNED:
+        _WARNED.add(line)
+        _print_warning(line)
+        if log is not None:
+          log(line)
 
   def _check_fields(self, step: int, abstract_state: Any, partial: bool) -> None:
     """Refuses, in one line, a checkpoint whose state has other top-level fields than the

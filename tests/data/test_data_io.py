@@ -203,3 +203,63 @@ def test_list_images_errors_name_the_folder(tmp_path):
   (tmp_path / "empty" / "readme.txt").write_text("x")
   with pytest.raises(DataError, match=r"empty: no images \(\.jpg, \.jpeg, \.png"):
     image_io.list_images(tmp_path / "empty")
+
+
+def test_tiff_in_8_and_16_bits_grey_and_rgb(tmp_path):
+  import tifffile
+
+  rgb = _pixels()
+  Image.fromarray(rgb).save(tmp_path / "rgb8.tif")
+  Image.fromarray(rgb[..., 1]).save(tmp_path / "grey8.tiff")
+  Image.fromarray(rgb[..., 2].astype(np.uint16) * 257).save(tmp_path / "grey16.tif")
+  tifffile.imwrite(tmp_path / "rgb16.tif", rgb.astype(np.uint16) * 257, photometric="rgb")
+  assert Image.open(tmp_path / "grey16.tif").mode == "I;16"
+  np.testing.assert_array_equal(image_io.load_image(tmp_path / "rgb8.tif"), rgb)
+  np.testing.assert_array_equal(image_io.load_image(tmp_path / "rgb16.tif"), rgb)
+  for name, channel in (("grey8.tiff", 1), ("grey16.tif", 2)):
+    np.testing.assert_array_equal(image_io.load_image(tmp_path / name),
+                                  np.repeat(rgb[..., channel:channel + 1], 3, axis=-1))
+
+
+def test_float_tiff_is_scaled_with_one_warning_naming_it(tmp_path, caplog):
+  import tifffile
+
+  unit = _pixels()[..., 0].astype(np.float32) / 255  # [0, 1]: read as 0..255
+  Image.fromarray(unit).save(tmp_path / "unit.tif")
+  assert Image.open(tmp_path / "unit.tif").mode == "F"
+  wide = np.linspace(-1.0, 3.0, 6 * 8 * 3, dtype=np.float32).reshape(6, 8, 3)
+  tifffile.imwrite(tmp_path / "wide.tif", wide, photometric="rgb")  # PIL cannot read it
+  with caplog.at_level("WARNING"):
+    grey = image_io.load_image(tmp_path / "unit.tif")
+    stretched = image_io.load_image(tmp_path / "wide.tif")
+    image_io.load_image(tmp_path / "wide.tif")  # read again (a second epoch): no new line
+  np.testing.assert_array_equal(grey[..., 0], _pixels()[..., 0])
+  np.testing.assert_array_equal(stretched, np.round((wide + 1.0) * (255 / 4)).astype(np.uint8))
+  assert caplog.messages == [f"{tmp_path / 'unit.tif'}: floating-point samples; read [0, 1] as "
+                             "0..255",
+                             f"{tmp_path / 'wide.tif'}: floating-point samples; stretched its "
+                             "range [-1, 3] to 0..255"]
+
+
+def test_gif_gives_its_first_frame(tmp_path):
+  frames = [Image.fromarray(np.full((6, 8, 3), value, np.uint8)) for value in (40, 200)]
+  frames[0].save(tmp_path / "animated.gif", save_all=True, append_images=frames[1:])
+  assert Image.open(tmp_path / "animated.gif").n_frames == 2
+  image = image_io.load_image(tmp_path / "animated.gif")
+  assert image.shape == (6, 8, 3) and np.all(image == 40)
+
+
+def test_list_images_names_the_image_files_it_cannot_read_in_one_warning(tmp_path, caplog):
+  for name in ["a.tif", "b.TIFF", "c.gif", "d.png"]:
+    image_io.save_image(tmp_path / name.lower(), _pixels())
+    (tmp_path / name.lower()).rename(tmp_path / name)
+  for name in ["phone.heic", "raw/camera.CR2", "layers.psd", "notes.txt", "d.png.json"]:
+    (tmp_path / name).parent.mkdir(exist_ok=True)
+    (tmp_path / name).write_bytes(b"not decoded")
+  with caplog.at_level("WARNING"):
+    found = [path.name for path in image_io.list_images(tmp_path)]
+  assert found == ["a.tif", "b.TIFF", "c.gif", "d.png"]
+  assert len(caplog.messages) == 1, caplog.messages
+  assert caplog.messages[0].startswith(
+      f"{tmp_path}: left out 3 files in image formats faceblur does not read (layers.psd, "
+      "phone.heic, raw/camera.CR2); convert them to one of .jpg"), caplog.messages[0]

@@ -9,6 +9,7 @@ import io
 import itertools
 import logging
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -130,6 +131,8 @@ def test_deblur_job_restores_what_it_can_read_and_names_the_rest(trained_srn, tm
   assert_one_line_error(result, f"{len(UNREADABLE)} of 12 images could not be read")
   for name in UNREADABLE:
     assert len(_skip_lines(result.stderr, name)) == 1, result.stderr[-3000:]
+  # Each warning on a line of its own above the progress bar, never glued into the bar's line.
+  assert not re.search(r"[^\r\n]warning:", result.stderr), repr(result.stderr[-3000:])
   for name in [*GOOD, *CONVERTIBLE, TOO_SMALL]:
     source_size = Image.open(folder / name).size
     assert Image.open(output / name).size == source_size, name

@@ -9,7 +9,7 @@ import shutil
 import jax
 import numpy as np
 import pytest
-from helpers import run_main, srn_config
+from helpers import assert_one_line_error, run_main, srn_config
 from PIL import Image
 
 from faceblur.errors import CheckpointError
@@ -17,7 +17,7 @@ from faceblur.train import srn
 from faceblur.train.checkpointing import Checkpointer
 from faceblur.train.trained import load_trained
 
-ABSL_LINE = re.compile(r"^[WI]\d{4} ", re.MULTILINE)
+ABSL_LINE = re.compile(r"^[EFIW]\d{4} ", re.MULTILINE)
 
 
 def _params(tree) -> list[np.ndarray]:
@@ -52,6 +52,13 @@ def _damage(step_dir: pathlib.Path, how: str) -> None:
       path.unlink()
   elif how == "deleted config":
     (step_dir / "config" / "metadata").unlink()
+  elif how == "deleted manifest":  # OCDBT's index of the array files
+    for path in (step_dir / "state").rglob("manifest.ocdbt"):
+      path.unlink()
+  elif how == "corrupted tree metadata":  # the state's JSON description of its arrays
+    (step_dir / "state" / "_METADATA").write_text('{"tree_metadata": {"params')
+  elif how == "corrupted orbax metadata":  # orbax's own timestamps: the arrays still restore
+    (step_dir / "_CHECKPOINT_METADATA").write_text('{"init_timestamp_nsecs": 17\n\x00\x07')
   else:
     raise ValueError(how)
 
@@ -143,33 +150,78 @@ def test_a_config_mismatch_is_not_taken_for_damage(trained, tmp_path, capsys):
   assert sorted(path.name for path in (workdir / "checkpoints").iterdir()) == ["2", "4"]
 
 
-def test_deblur_job_prints_no_absl_lines_and_one_warning_for_a_damaged_checkpoint(
-    trained, tmp_path):
-  workdir = _copy(trained, tmp_path)
-  checkpoints = workdir / "checkpoints"
-  _damage(checkpoints / "4", "truncated data")
+def _deblur_args(workdir: pathlib.Path, tmp_path: pathlib.Path) -> tuple[str, ...]:
   image = tmp_path / "in.png"
   Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 41, 3), np.uint8)).save(image)
   # The whole-image path: a noise image has no face to warn about (see test_faces.py).
-  args = ("--config=configs/deblur.py", f"--config.checkpoint={workdir}",
+  return ("--config=configs/deblur.py", f"--config.checkpoint={workdir}",
           f"--config.input={image}", f"--config.output={tmp_path / 'out.png'}",
           "--config.regions=whole")
+
+
+def _assert_quiet_console(result, max_lines: int = 3) -> str:
+  """The console (stdout and stderr together) holds at most `max_lines` lines, none of them
+  from absl, orbax, tensorstore or asyncio; returns it."""
+  output = result.stdout + result.stderr
+  assert len(output.splitlines()) <= max_lines, output[-3000:]
+  assert not ABSL_LINE.findall(output), output[-3000:]
+  for noise in ("Traceback", "Event loop is closed", "exception was never retrieved",
+                "Exception ignored", "Failed to json parse", "tensorstore"):
+    assert noise not in output, output[-3000:]
+  return output
+
+
+# A corrupted tree metadata JSON fails as these do: see the every-damaged test below.
+@pytest.mark.parametrize("how", ["truncated data", "deleted manifest", "corrupted orbax metadata"])
+def test_deblur_job_console_is_one_warning_line_for_a_damaged_checkpoint(trained, tmp_path, how):
+  """Guards README's promise for a damaged checkpoint: faceblur's one `warning:` line on the
+  console, whatever orbax logged about it (in log.txt instead), and the output restored."""
+  workdir = _copy(trained, tmp_path)
+  checkpoints = workdir / "checkpoints"
+  _damage(checkpoints / "4", how)
+  args = _deblur_args(workdir, tmp_path)
 
   result = run_main(*args, f"--workdir={tmp_path / 'logs'}")
 
   assert result.returncode == 0, result.stderr[-3000:]
   assert "Restored 1 of 1 images" in result.stdout
-  output = result.stdout + result.stderr
-  assert not ABSL_LINE.findall(output), output[-3000:]
-  for noise in ("Traceback", "Event loop is closed", "exception was never retrieved"):
-    assert noise not in output, output[-3000:]
+  _assert_quiet_console(result)
   warnings = _warnings(result.stderr)
-  assert len(warnings) == 1 and f"{checkpoints}/4 cannot be restored" in warnings[0]
+  assert len(warnings) == 1, result.stderr[-3000:]
+  log = (tmp_path / "logs" / "log.txt").read_text()
+  if how == "corrupted orbax metadata":
+    assert warnings[0].startswith(f"warning: {checkpoints}/4/_CHECKPOINT_METADATA cannot be "
+                                  "read (JSONDecodeError"), warnings[0]
+    assert f"restored {checkpoints}/4 without it" in warnings[0]
+    assert "Failed to json parse" in log  # orbax's own line, with the file's content
+  else:
+    assert warnings[0].startswith(f"warning: {checkpoints}/4 cannot be restored ("), warnings[0]
+    assert warnings[0].endswith(f"using {checkpoints}/2 instead")
   # orbax's read-only notes went to the log file instead, and --verbosity shows them.
-  assert "Given directory is read only" in (tmp_path / "logs" / "log.txt").read_text()
-  verbose = run_main(*args, "--verbosity=0")
-  assert verbose.returncode == 0, verbose.stderr[-3000:]
-  assert "Given directory is read only" in verbose.stderr
+  assert "Given directory is read only" in log
+  if how == "truncated data":
+    verbose = run_main(*args, "--verbosity=0")
+    assert verbose.returncode == 0, verbose.stderr[-3000:]
+    assert "Given directory is read only" in verbose.stderr
+
+
+def test_deblur_job_console_is_one_error_line_when_every_checkpoint_is_damaged(trained,
+                                                                              tmp_path):
+  """Guards the every-checkpoint-damaged case: faceblur's one `error:` line naming each step,
+  and no orbax line before it (its `Failed to json parse` records go to log.txt)."""
+  workdir = _copy(trained, tmp_path)
+  checkpoints = workdir / "checkpoints"
+  for step, how in (("4", "corrupted tree metadata"), ("2", "deleted manifest")):
+    _damage(checkpoints / step, how)
+    _damage(checkpoints / step, "corrupted orbax metadata")
+
+  result = run_main(*_deblur_args(workdir, tmp_path), f"--workdir={tmp_path / 'logs'}")
+
+  output = _assert_quiet_console(result, max_lines=1)
+  assert_one_line_error(result, f"{checkpoints}: none of its checkpoints can be restored (",
+                        "step 4: JSONDecodeError", "step 2: NOT_FOUND")
+  assert not _warnings(output)
+  assert "Failed to json parse" in (tmp_path / "logs" / "log.txt").read_text()
 
 
 def test_a_checkpoint_of_an_earlier_state_layout_is_refused_in_one_line(tmp_path, capsys):
