@@ -49,7 +49,8 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   """Flags of the command line only: tools/world_sweep.py imports this module too."""
-  flags.DEFINE_list("learning_rates", ["3e-4"], "Adam's initial learning rates to try.")
+  flags.DEFINE_list("learning_rates", [], "Adam's peak learning rates to try (none: the "
+                    "demo's).")
   flags.DEFINE_list("steps", ["400"], "Training steps to try (the demo trains 400).")
   flags.DEFINE_string("workdir", "runs/oracle_budget", "One sub-folder per run.")
   flags.DEFINE_enum("score_on", "validation", ["validation", "test"],
@@ -132,7 +133,8 @@ def score(config, state, test_spec) -> dict:
 def main(argv):
   del argv
   rows = []
-  for learning_rate in map(float, FLAGS.learning_rates):
+  demo_rate = demo_config.get_config().srn.optimizer.learning_rate
+  for learning_rate in [float(rate) for rate in FLAGS.learning_rates] or [demo_rate]:
     for steps in map(int, FLAGS.steps):
       for settings in FLAGS.settings.split(";"):
         config, test_spec = oracle_config(learning_rate, steps)
