@@ -14,7 +14,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "faceblur"
 # Lowest first. A module belongs to the layer of its longest listed prefix; a module may import
 # its own layer and the ones below, never one above.
 LAYERS = (
-    ("faceblur.errors", "faceblur.storage", "faceblur.registry", "faceblur.images"),
+    ("faceblur.errors", "faceblur.storage", "faceblur.registry", "faceblur.images",
+     "faceblur.console"),
     ("faceblur.ops",),
     ("faceblur.models",),
     ("faceblur.losses", "faceblur.metrics", "faceblur.blur_realism"),
