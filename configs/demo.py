@@ -135,7 +135,24 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   evaluation.identity_test_sets = ("camera_blurred",)
   if oracle_arg == "oracle" or (not tiny and oracle_arg != "no_oracle"):
     add_oracle(config, size)
+  add_folder_method(config)
   return config
+
+
+def add_folder_method(config: ml_collections.ConfigDict) -> None:
+  """A row read from a folder, as another codebase's outputs would be (`kind: folder`): the
+  `unsharp` stage writes an unsharp-masked copy of every blurred image the evaluation restores,
+  and the evaluation scores them like any method."""
+  # References: the stand-in's test sets follow the evaluation's, whatever flags change.
+  config.unsharp = ml_collections.ConfigDict(dict(
+      job="unsharp_outputs", test_sets=config.evaluate.get_ref("test_sets"),
+      real_blurred=config.evaluate.get_ref("real_blurred"),
+      image_size=config.evaluate.get_ref("image_size"), sigma=1.0, amount=1.0))
+  config.stages = (*(stage for stage in config.stages if stage != "evaluate"), "unsharp",
+                   "evaluate")
+  config.evaluate.methods.unsharp = evaluate.method(
+      "folder", label="Unsharp mask, read from a folder (a stand-in for another codebase)",
+      stage="unsharp")
 
 
 def add_oracle(config: ml_collections.ConfigDict, size: int) -> None:

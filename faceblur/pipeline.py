@@ -6,6 +6,8 @@
   <workdir>/srn_kernel   the baseline: stage 2 on the same sharp faces, kernel-blurred
   <workdir>/srn_oracle   optional (`configs/demo.py:oracle`): stage 2 on the test blur's own
                          process, the ceiling of the stage-2 budget
+  <workdir>/unsharp      optional (the demo): a stand-in for another codebase's outputs,
+                         read back by a `folder` method
   <workdir>/evaluation   Tables 1 and 2, figures, per-image CSV
 
 A stage is a sub-config named in `config.stages`, run by its own `job` in `<workdir>/<name>`.
@@ -24,7 +26,7 @@ from faceblur.errors import ConfigError
 from faceblur.evaluate import TRAINED_METHOD_KINDS
 
 # The jobs a pipeline stage may run; a stage is a sub-config named in `config.stages`.
-STAGE_JOBS = ("cyclegan", "synthesize", "srn", "evaluate")
+STAGE_JOBS = ("cyclegan", "synthesize", "srn", "unsharp_outputs", "evaluate")
 PAIRS = "pairs"  # the synthesis stage's output folder, under the workdir
 # What a data source spec's `reads` may name (see `wire`): the synthesised pairs (a paired
 # folder whose `split` picks train/ or test/), or their sharp faces of the spec's `split`
@@ -53,8 +55,13 @@ def _wire_sources(tree: dict[str, Any], where: str, pairs: pathlib.Path) -> None
 
 
 def _wire_method(method: dict[str, Any], where: str, workdir: pathlib.Path) -> None:
-  """A method's `stage` names the sub-folder whose checkpoint it restores with; a `workdir`
-  set by hand wins. A trained kind that names neither is refused before anything trains."""
+  """A method's `stage` names the sub-folder whose checkpoint it restores with (a `folder`
+  method's: whose files it reads); a `workdir` or `path` set by hand wins. A trained kind that
+  names neither is refused before anything trains."""
+  if method.get("kind") == "folder":
+    if method.get("stage") and not method.get("path"):
+      method["path"] = str(workdir / method["stage"])
+    return
   if method.get("workdir"):
     return
   if method.get("stage"):
@@ -73,7 +80,8 @@ def wire(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> ml_collect
     and writes the pairs to `<workdir>/pairs`;
   - a data source spec with `reads` ('pairs' or 'pairs_sharp', `READS`) reads that product
     of the synthesis (its `reads` key is removed: the wired stage is a plain job config);
-  - an evaluation method with a `stage` restores with `<workdir>/<stage>`'s checkpoint.
+  - an evaluation method with a `stage` restores with `<workdir>/<stage>`'s checkpoint (a
+    `folder` method reads that stage's files).
   """
   tree = config.to_dict()
   pairs = workdir / PAIRS
@@ -115,6 +123,10 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: pathlib.Path):
         synthesize.synthesize(config[stage], workdir)
     elif job == "srn":
       srn.train_and_evaluate(config[stage], workdir / stage)
+    elif job == "unsharp_outputs":
+      from faceblur.evaluate import stand_in  # noqa: PLC0415
+
+      stand_in.write_unsharp_outputs(config[stage], workdir / stage)
     else:
       from faceblur.evaluate import evaluation  # noqa: PLC0415
 

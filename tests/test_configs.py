@@ -63,7 +63,7 @@ def test_demo_oracle_trains_a_third_srn_on_the_test_blur_and_evaluates_it(tmp_pa
   from faceblur import pipeline
 
   config = pipeline.wire(demo.get_config("oracle"), tmp_path)
-  assert config.stages[-2:] == ("srn_oracle", "evaluate")
+  assert config.stages[-3:] == ("srn_oracle", "unsharp", "evaluate")
   oracle, baseline = config.srn_oracle, config.srn_kernel
   # The baseline's network, budget and faces; the blur of the camera_blurred test set.
   assert oracle.model.to_dict() == baseline.model.to_dict()

@@ -33,7 +33,8 @@ def test_registry_keeps_order_fields_and_refuses_doubles():
 
 def test_unknown_job_and_missing_workdir():
   with pytest.raises(ConfigError, match="config.job='nope' is not one of cyclegan, synthesize, "
-                     "srn, evaluate, evaluate_wider_face, deblur, export, pipeline"):
+                     "srn, evaluate, unsharp_outputs, evaluate_wider_face, deblur, export, "
+                     "pipeline"):
     jobs.run(ml_collections.ConfigDict({"job": "nope"}), None)
   with pytest.raises(ConfigError, match="the srn job needs --workdir"):
     jobs.run(ml_collections.ConfigDict({"job": "srn"}), None)

@@ -177,7 +177,7 @@ def build_methods(specs: dict[str, ml_collections.ConfigDict] | ml_collections.C
   return methods
 
 
-def _prepare(image: np.ndarray, size: int) -> np.ndarray:
+def prepare_image(image: np.ndarray, size: int) -> np.ndarray:
   """A record's image as the methods take it: float RGB, and with `size` > 0 its centre
   square resized to `size`."""
   if size > 0:
@@ -194,7 +194,7 @@ def _load(source, key_images: tuple[str, ...], size: int, limit: int,
   for index in range(count):
     try:
       record = source[index]
-      images = [_prepare(record[key], size) for key in key_images]
+      images = [prepare_image(record[key], size) for key in key_images]
     except ImageReadError as error:
       warn(f"{where}: skipped {error}")
       skipped.append(str(error))

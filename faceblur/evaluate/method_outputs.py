@@ -31,7 +31,7 @@ from faceblur.images import as_rgb
 RESTORED_FOLDER = "restored"
 
 
-def _key(name: str) -> str:
+def output_key(name: str) -> str:
   """A relative path without its extension: x/y.png and x/y.jpg are the same image."""
   path = pathlib.PurePosixPath(name)
   return str(path.with_suffix("")) if path.suffix else str(path)
@@ -53,7 +53,7 @@ class OutputFolder:
       raise ConfigError(f"methods.{method}.path: {error}") from None
     self.by_key: dict[str, pathlib.Path] = {}
     for path in paths:
-      self.by_key.setdefault(_key(path.relative_to(self.root).as_posix()), path)
+      self.by_key.setdefault(output_key(path.relative_to(self.root).as_posix()), path)
     # What the folder holds, so a resumed or repeated evaluation notices changed outputs.
     self.fingerprint = hashlib.sha256("\n".join(
         f"{path.relative_to(self.root).as_posix()} {path.stat().st_size} "
@@ -63,7 +63,7 @@ class OutputFolder:
            shared_names: collections.Counter) -> pathlib.Path | None:
     """The output of test image `name` of `set_name`, or None. `shared_names` counts the test
     set's file names (without extension): a flat-folder match needs a unique one."""
-    key = _key(name)
+    key = output_key(name)
     for candidate in (f"{set_name}/{key}", key, key.replace("/", "_")):
       if candidate in self.by_key:
         return self.by_key[candidate]
@@ -76,14 +76,14 @@ class OutputFolder:
            inputs: list[np.ndarray]) -> tuple[list[np.ndarray], list[str]]:
     """The outputs for a test set's images, in order, and one line per image without a usable
     output (its input stands in). `inputs` are the images as the methods take them."""
-    shared = collections.Counter(pathlib.PurePosixPath(_key(name)).name for name in names)
+    shared = collections.Counter(pathlib.PurePosixPath(output_key(name)).name for name in names)
     outputs, problems = [], []
     for name, image in zip(names, inputs, strict=True):
       path = self.find(set_name, name, shared)
       if path is None:
         reason = (f"{set_name}/{name}: no output in {self.root} (several test images are named "
-                  f"{pathlib.PurePosixPath(_key(name)).name}: mirror the test set's folders)"
-                  if shared[pathlib.PurePosixPath(_key(name)).name] > 1 else
+                  f"{pathlib.PurePosixPath(output_key(name)).name}: mirror the test set's folders)"
+                  if shared[pathlib.PurePosixPath(output_key(name)).name] > 1 else
                   f"{set_name}/{name}: no output in {self.root}")
         problems.append(reason)
         outputs.append(image)
@@ -110,7 +110,7 @@ def restored_path(output: pathlib.Path, method: str, set_name: str, name: str) -
   """Where `save_restored` writes a method's restored image: PNG (lossless, so scoring the
   file scores what faceblur scored, rounded to 8 bits), mirroring the test set's names, so an
   `OutputFolder` on <output>/restored/<method> reads every test set back."""
-  return output / RESTORED_FOLDER / method / set_name / f"{_key(name)}.png"
+  return output / RESTORED_FOLDER / method / set_name / f"{output_key(name)}.png"
 
 
 def save_restored(output: pathlib.Path, method: str, set_name: str, names: list[str],

@@ -145,3 +145,36 @@ def test_folder_methods_config_mistakes_are_one_line(tmp_path):
 def test_restored_path_mirrors_the_test_names(tmp_path):
   assert method_outputs.restored_path(tmp_path, "ours", "gopro", "GOPR0384/000001.jpg") == \
       tmp_path / "restored" / "ours" / "gopro" / "GOPR0384" / "000001.png"
+
+
+def test_the_unsharp_stand_in_writes_what_a_folder_method_reads_back(tmp_path):
+  """The demo's stand-in for another codebase (`unsharp_outputs`): one output per blurred
+  test image, named as the evaluation names them, sharper than its input and equal to
+  `unsharp_mask` up to 8-bit rounding; a re-run rewrites nothing (the folder's fingerprint,
+  which the evaluation's resume keys on, stays)."""
+  from faceblur.evaluate import stand_in  # noqa: PLC0415
+
+  flat = np.full((16, 16, 3), 0.4)
+  np.testing.assert_allclose(stand_in.unsharp_mask(flat, 1.0, 1.0), flat)
+  edge = np.zeros((16, 16, 3))
+  edge[:, 8:] = 0.5
+  sharpened = stand_in.unsharp_mask(edge, 1.0, 1.0)
+  assert sharpened[:, 8].min() > 0.5 and sharpened[:, 7].max() == 0.0  # overshoot, clipped
+
+  spec = common.source("kernel_blurred", base=dict(kind="demo_sharp", split="test", count=3,
+                                                    seed=1), seed=2, max_blur_length=5.0)
+  config = ml_collections.ConfigDict(dict(
+      test_sets={"kernel": spec}, real_blurred=common.source("", split="test"), image_size=0,
+      sigma=1.0, amount=1.0))
+  assert stand_in.write_unsharp_outputs(config, tmp_path) == 3
+  folder = method_outputs.OutputFolder(tmp_path, method="unsharp")
+  source = evaluation.factory.make_paired_source(spec)
+  names = [source[index]["name"] for index in range(3)]
+  blurred = [evaluation.prepare_image(source[index]["blurred"], 0) for index in range(3)]
+  outputs, problems = folder.read("kernel", names, blurred)
+  assert problems == []
+  for output, image in zip(outputs, blurred, strict=True):
+    np.testing.assert_allclose(output, stand_in.unsharp_mask(image, 1.0, 1.0), atol=0.5 / 255)
+  assert stand_in.write_unsharp_outputs(config, tmp_path) == 0
+  assert method_outputs.OutputFolder(tmp_path, method="unsharp").fingerprint == \
+      folder.fingerprint
