@@ -93,6 +93,19 @@ def _filter_valid(images: jax.Array) -> jax.Array:
   return images
 
 
+def _mean_ssim(ux, uy, uxx, uyy, uxy, x_mean, y_mean, max_value: float) -> jax.Array:
+  """SSIM averaged per image from the filtered moments of mean-removed images (the means are
+  added back to mu): the SSIM of Wang et al. 2004, whatever the window."""
+  vx = uxx - ux * ux
+  vy = uyy - uy * uy
+  vxy = uxy - ux * uy
+  ux, uy = ux + x_mean, uy + y_mean
+  c1 = (SSIM_K1 * max_value) ** 2
+  c2 = (SSIM_K2 * max_value) ** 2
+  ssim_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+  return jnp.mean(ssim_map, axis=(1, 2, 3))
+
+
 @functools.partial(jax.jit, static_argnames=("max_value", "y_channel"))
 def ssim(restored, reference, *, max_value: float = 1.0, y_channel: bool = False) -> jax.Array:
   """Mean structural similarity of each image of the batch (mean over channels): shape (N,)."""
@@ -106,15 +119,7 @@ def ssim(restored, reference, *, max_value: float = 1.0, y_channel: bool = False
   y_mean = jnp.mean(y, axis=(1, 2), keepdims=True)
   xc, yc = x - x_mean, y - y_mean
   filtered = _filter_valid(jnp.concatenate([xc, yc, xc * xc, yc * yc, xc * yc], axis=-1))
-  ux, uy, uxx, uyy, uxy = jnp.split(filtered, 5, axis=-1)
-  vx = uxx - ux * ux
-  vy = uyy - uy * uy
-  vxy = uxy - ux * uy
-  ux, uy = ux + x_mean, uy + y_mean
-  c1 = (SSIM_K1 * max_value) ** 2
-  c2 = (SSIM_K2 * max_value) ** 2
-  ssim_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-  return jnp.mean(ssim_map, axis=(1, 2, 3))
+  return _mean_ssim(*jnp.split(filtered, 5, axis=-1), x_mean, y_mean, max_value)
 
 
 
@@ -151,12 +156,4 @@ def ssim_matlab(restored, reference, *, max_value: float = 1.0,
   y_mean = jnp.mean(y, axis=(1, 2, 3), keepdims=True)
   xc, yc = x - x_mean, y - y_mean
   filtered = [_filter_same_replicate(image) for image in (xc, yc, xc * xc, yc * yc, xc * yc)]
-  ux, uy, uxx, uyy, uxy = filtered
-  vx = uxx - ux * ux
-  vy = uyy - uy * uy
-  vxy = uxy - ux * uy
-  ux, uy = ux + x_mean, uy + y_mean
-  c1 = (SSIM_K1 * max_value) ** 2
-  c2 = (SSIM_K2 * max_value) ** 2
-  ssim_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-  return jnp.mean(ssim_map, axis=(1, 2, 3))
+  return _mean_ssim(*filtered, x_mean, y_mean, max_value)
