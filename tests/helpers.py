@@ -64,6 +64,21 @@ def srn_config(num_train_steps: int = 4) -> ml_collections.ConfigDict:
   return config
 
 
+def tiny_evaluate_config(root, output) -> ml_collections.ConfigDict:
+  """The evaluation of one paired folder (`root`, no split) by two identity methods (the
+  blurred input twice), written to `output`."""
+  from configs import evaluate as evaluate_config  # noqa: PLC0415
+
+  config = evaluate_config.get_config()
+  config.test_sets = ml_collections.ConfigDict(dict(
+      tiny=common.source("paired_folder", path=str(root), split="")))
+  config.methods = ml_collections.ConfigDict(dict(
+      blurred=evaluate_config.method("identity", label="Blurred input"),
+      again=evaluate_config.method("identity", label="Blurred again")))
+  config.output = str(output)
+  return config
+
+
 def run_main(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
   """`python main.py ARGS` from the repository root, as a user runs it."""
   env = dict(os.environ, PYTHONUNBUFFERED="1")

@@ -14,7 +14,7 @@ import signal
 import ml_collections
 import numpy as np
 import pytest
-from helpers import assert_one_line_error, run_main
+from helpers import assert_one_line_error, run_main, tiny_evaluate_config
 from PIL import Image, ImageFilter
 
 from configs import common
@@ -42,15 +42,7 @@ def _write_test_set(root):
   return sharp, blurred
 
 
-def _config(root, output) -> ml_collections.ConfigDict:
-  config = evaluate_config.get_config()
-  config.test_sets = ml_collections.ConfigDict(dict(
-      tiny=common.source("paired_folder", path=str(root), split="")))
-  config.methods = ml_collections.ConfigDict(dict(
-      blurred=evaluate_config.method("identity", label="Blurred input"),
-      again=evaluate_config.method("identity", label="Blurred again")))
-  config.output = str(output)
-  return config
+_config = tiny_evaluate_config
 
 
 def test_known_answers_and_an_unreadable_file_skipped_counted_and_failing(tmp_path):

@@ -13,10 +13,10 @@ import json
 import ml_collections
 import numpy as np
 import pytest
+from helpers import tiny_evaluate_config
 from PIL import Image, ImageFilter
 
 from configs import common
-from configs import evaluate as evaluate_config
 from faceblur import metrics
 from faceblur.errors import ConfigError, DataError, FaceblurError
 from faceblur.evaluate import evaluation, method_outputs
@@ -40,16 +40,10 @@ def _write_test_set(root) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def _config(root, output, **overrides) -> ml_collections.ConfigDict:
-  config = evaluate_config.get_config()
-  config.test_sets = ml_collections.ConfigDict(dict(
-      tiny=common.source("paired_folder", path=str(root), split="")))
-  config.methods = ml_collections.ConfigDict(dict(
-      blurred=evaluate_config.method("identity", label="Blurred input"),
-      again=evaluate_config.method("identity", label="Blurred again")))
+  config = tiny_evaluate_config(root, output)
   config.detector, config.detector_threshold = "haar", 3  # no face here: the cheapest detector
   config.second_detector, config.identity = "", False
   config.num_grid_images = 0
-  config.output = str(output)
   config.update(overrides)
   return config
 
