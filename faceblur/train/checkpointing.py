@@ -89,16 +89,33 @@ _WARNED: set[str] = set()  # each damaged bookkeeping file once per process
 _previous_unraisablehook: list[Callable[[Any], None]] = []
 
 
+def _for_the_log_file_only(record: logging.LogRecord) -> bool:
+  """A failed restore's leftovers pass only where main.py gave asyncio's records a log file
+  (its console handler drops them): the file keeps all of it, the console none."""
+  return bool(logging.getLogger("asyncio").handlers) or not _about_a_failed_restore(record)
+
+
+def _about_a_failed_restore(record: logging.LogRecord) -> bool:
+  error = record.exc_info[1] if record.exc_info else None
+  return error is not None and (_is_closed_loop_callback(error) or any(
+      path in str(error) for path in _QUIET_DIRECTORIES))
+
+
+def _is_closed_loop_callback(error: BaseException | None) -> bool:
+  return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+
+
 def _unraisablehook(unraisable: Any) -> None:
-  error = unraisable.exc_value
-  if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+  if not _is_closed_loop_callback(unraisable.exc_value):
     (_previous_unraisablehook[-1] if _previous_unraisablehook else sys.__unraisablehook__)(
         unraisable)
-
-
-def _not_about_a_failed_restore(record: logging.LogRecord) -> bool:
-  error = record.exc_info[1] if record.exc_info else None
-  return error is None or not any(path in str(error) for path in _QUIET_DIRECTORIES)
+    return
+  try:  # asyncio's logger: filtered above, so it reaches log.txt or nothing
+    logging.getLogger("asyncio").warning(
+        "after a failed checkpoint restore: %s", unraisable.err_msg or "Exception ignored",
+        exc_info=(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback))
+  except Exception:  # noqa: BLE001 (interpreter shutdown: logging may be gone)
+    pass
 
 
 def _quiet_failed_restore_leftovers(directory: pathlib.Path) -> None:
@@ -106,14 +123,15 @@ def _quiet_failed_restore_leftovers(directory: pathlib.Path) -> None:
   the error reaches us, they call back into orbax's closed event loop (a traceback each
   through `sys.unraisablehook`, hundreds for one checkpoint) or leave futures whose error
   asyncio logs when they are collected. They say nothing the one warning line does not, so
-  drop exactly those, for every restore from `directory` on."""
+  for every restore from `directory` on they go to asyncio's logger, which main.py writes to
+  log.txt and keeps off the console; without main's log file they are dropped."""
   _QUIET_DIRECTORIES.add(str(directory))
   if sys.unraisablehook is not _unraisablehook:
     _previous_unraisablehook.append(sys.unraisablehook)
     sys.unraisablehook = _unraisablehook
   asyncio_logger = logging.getLogger("asyncio")
-  if _not_about_a_failed_restore not in asyncio_logger.filters:
-    asyncio_logger.addFilter(_not_about_a_failed_restore)
+  if _for_the_log_file_only not in asyncio_logger.filters:
+    asyncio_logger.addFilter(_for_the_log_file_only)
 
 
 def _print_warning(line: str) -> None:
