@@ -40,7 +40,7 @@ import functools
 import importlib.metadata
 import importlib.util
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -50,6 +50,7 @@ from jax import lax
 from faceblur.detectors.base import Detection
 from faceblur.errors import ConfigError
 from faceblur.images import as_rgb
+from faceblur.ops import compilation
 
 PACKAGE = "mtcnn"
 PACKAGE_VERSION = "1.0.0"
@@ -212,11 +213,13 @@ def _resize_then_pnet(params: dict, images: jax.Array, rows: jax.Array, cols: ja
   return pnet(params, level)
 
 
-# Module-level jits: the compiled code is shared by every MTCNN instance, keyed by input shapes.
-pnet_jit = jax.jit(pnet)
-rnet_jit = jax.jit(rnet)
-onet_jit = jax.jit(onet)
-_pnet_level_jit = jax.jit(_resize_then_pnet)
+@functools.cache
+def jitted(network: Callable) -> Callable:
+  """`network` (`pnet`, `rnet`, `onet`, `_resize_then_pnet`) jitted once per process, so every
+  MTCNN instance shares its compiled code, keyed by input shapes. A forward pass
+  (`compilation.jit`'s CPU choice), made on first use rather than at import, when the backend
+  it asks about may not be up yet (`jax.distributed` starts it later)."""
+  return compilation.jit(network, forward_only=True)
 
 
 # ----------------------------------------------------------------------------- image ops
@@ -466,7 +469,7 @@ class MTCNN:
       level_height, level_width = (np.asarray([height, width]) * scale).astype(np.int64)
       if min(level_height, level_width) < PNET_WINDOW:
         continue
-      levels.append((scale, _pnet_level_jit(
+      levels.append((scale, jitted(_resize_then_pnet)(
           self._params["pnet"], device_images, area_resize_matrix(height, int(level_height)),
           area_resize_matrix(width, int(level_width)))))
     per_level = []
@@ -479,7 +482,7 @@ class MTCNN:
     return square(nms(np.concatenate(per_level), NMS_PNET_ALL, "union", sort=True))
 
   def _refine(self, images: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    offsets, probabilities = _run_padded(rnet_jit, self._params["rnet"],
+    offsets, probabilities = _run_padded(jitted(rnet), self._params["rnet"],
                                          crop_and_resize(images, boxes, 24))
     boxes = boxes.copy()
     boxes[:, 5] = probabilities[:, 1]
@@ -488,7 +491,7 @@ class MTCNN:
     return square(nms(boxes, NMS_RNET, "union", sort=True))
 
   def _output(self, images: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    offsets, landmarks, probabilities = _run_padded(onet_jit, self._params["onet"],
+    offsets, landmarks, probabilities = _run_padded(jitted(onet), self._params["onet"],
                                                     crop_and_resize(images, boxes, 48))
     width = boxes[:, 3:4] - boxes[:, 1:2] + 1
     height = boxes[:, 4:5] - boxes[:, 2:3] + 1

@@ -4,15 +4,18 @@ On CPU, jaxlib 0.10 hands convolutions to YNNPACK by default. For our training s
 the slow choice: YNNPACK computes the kernel gradients of the wide 3x3 convolutions (CycleGAN's
 residual blocks, SRN's ConvLSTM) and of the 7x7 convolution to 3 channels that ends the
 generator much more slowly than XLA's own convolutions. So every network compiles through
-here, keeping YNNPACK for reductions and single matrix products only. SRN's forward pass
-alone is the exception (`library_convolutions=True`, its restore function): YNNPACK's
-convolutions are faster for it on an AVX-512 CPU. The measurements: "Figures behind code
-choices" and "Deblur latency and memory" in `bench/RESULTS.md`. Other backends compile
+here, keeping YNNPACK for reductions and single matrix products only. A forward pass alone
+(`forward_only=True`: the restore functions, the detector) keeps YNNPACK's convolutions where
+the CPU has AVX-512, where they were the faster forward pass; on a CPU without it XLA's own
+are faster at every size measured, from 64 px faces to 720p. The measurements: "Figures behind
+code choices" and "Deblur latency and memory" in `bench/RESULTS.md`. Other backends compile
 exactly as `jax.jit` does, and so does every backend with `FACEBLUR_CPU_KERNELS=off` in the
 environment (`faceblur.ops`'s one switch for its CPU tricks; for comparisons, or in case a
 later jaxlib makes another choice faster).
 """
 
+import functools
+import pathlib
 from collections.abc import Callable
 from typing import Any
 
@@ -26,9 +29,20 @@ CPU_COMPILER_OPTIONS = {
 }
 
 
-def jit(fn: Callable, *, library_convolutions: bool = False, **kwargs: Any):
+@functools.cache
+def cpu_has_avx512() -> bool:
+  """Whether this host's CPU has AVX-512 (read from /proc/cpuinfo; False where it is absent)."""
+  try:
+    cpuinfo = pathlib.Path("/proc/cpuinfo").read_text()
+  except OSError:
+    return False
+  return "avx512f" in cpuinfo.split()
+
+
+def jit(fn: Callable, *, forward_only: bool = False, **kwargs: Any):
   """`jax.jit(fn, **kwargs)`, with `CPU_COMPILER_OPTIONS` while `faceblur.ops`' CPU tricks
-  apply; `library_convolutions=True` leaves XLA:CPU's defaults (YNNPACK's convolutions)."""
-  if ops.cpu_tricks_apply() and not library_convolutions:
+  apply. `forward_only=True` (no gradients are taken of `fn`) leaves XLA:CPU's defaults, i.e.
+  YNNPACK's convolutions, on a CPU with AVX-512."""
+  if ops.cpu_tricks_apply() and not (forward_only and cpu_has_avx512()):
     kwargs.setdefault("compiler_options", CPU_COMPILER_OPTIONS)
   return jax.jit(fn, **kwargs)

@@ -126,10 +126,9 @@ def make_train_step(config: ml_collections.ConfigDict, networks: stage_lib.Netwo
 
 
 def make_restore_fn(network: state_lib.Network):
-  """Jitted `(params, blurred) -> restored`: the finest estimate, clipped to [0, 1]. (A
-  forward pass only: YNNPACK's convolutions are the faster choice there, see `compilation`.)"""
+  """Jitted `(params, blurred) -> restored`: the finest estimate, clipped to [0, 1]."""
 
-  @functools.partial(compilation.jit, library_convolutions=True)
+  @functools.partial(compilation.jit, forward_only=True)
   def restore(params, blurred):
     return jnp.clip(network.apply(params, blurred)[-1].astype(jnp.float32), 0.0, 1.0)
 

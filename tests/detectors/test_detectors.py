@@ -129,9 +129,9 @@ def test_networks_match_numpy_forward_pass(astronaut, lfw_faces):
 
   # Odd, non-square P-Net input: exercises the 'same' pooling's extra column/row.
   pnet_input = _normalise(skimage.transform.resize(face, (37, 31))[None])
-  cases = [("pnet", _numpy_pnet, mtcnn.pnet_jit, pnet_input),
-           ("rnet", _numpy_rnet, mtcnn.rnet_jit, _normalise(crops(24))),
-           ("onet", _numpy_onet, mtcnn.onet_jit, _normalise(crops(48)))]
+  cases = [("pnet", _numpy_pnet, mtcnn.jitted(mtcnn.pnet), pnet_input),
+           ("rnet", _numpy_rnet, mtcnn.jitted(mtcnn.rnet), _normalise(crops(24))),
+           ("onet", _numpy_onet, mtcnn.jitted(mtcnn.onet), _normalise(crops(48)))]
   for name, reference, network, inputs in cases:
     raw = joblib.load(WEIGHTS / f"{name}.lz4")
     expected = reference(raw, inputs)

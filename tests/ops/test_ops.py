@@ -128,9 +128,12 @@ def test_switch_on_gives_the_rewrites_on_a_cpu_only(switch, monkeypatch, value):
   assert convs == {cpu_convolutions.conv_general_dilated}
   assert transposed == {cpu_convolutions.transposed_conv}
   assert jit_kwargs["compiler_options"] == compilation.CPU_COMPILER_OPTIONS
-  with monkeypatch.context() as patch:  # SRN's restore: XLA:CPU's own library choice
+  with monkeypatch.context() as patch:  # a forward pass: YNNPACK's convolutions on AVX-512
     patch.setattr(jax, "jit", lambda fn, **kwargs: kwargs)
-    assert "compiler_options" not in compilation.jit(lambda x: x, library_convolutions=True)
+    for avx512, expected in ((True, None), (False, compilation.CPU_COMPILER_OPTIONS)):
+      patch.setattr(compilation, "cpu_has_avx512", lambda avx512=avx512: avx512)
+      assert compilation.jit(lambda x: x, forward_only=True).get("compiler_options") == expected
+    assert compilation.jit(lambda x: x)["compiler_options"] == compilation.CPU_COMPILER_OPTIONS
   # Another backend gets the plain forms and plain jax.jit with the switch on.
   monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
   assert ops.enabled() and not ops.cpu_tricks_apply()
