@@ -108,3 +108,17 @@ def test_blind_estimate_leaves_a_sharp_image_alone():
   sharp = np.clip(_face() + np.random.default_rng(2).normal(0, NOISE_SIGMA, (128, 128, 3)), 0, 1)
   assert classical.estimate_linear_motion(sharp).peak_score < 6
   np.testing.assert_array_equal(classical.estimate_motion_psf(sharp), np.ones((1, 1)))
+
+
+def test_the_evaluations_deconvolution_row_restores_a_batch_over_threads_as_one_by_one():
+  """The `richardson_lucy` method's batch path (threads) gives each image what `restore` does."""
+  from faceblur.evaluate import evaluation  # noqa: PLC0415
+
+  restore = evaluation.METHODS.get("richardson_lucy")(None)
+  kernel = np.zeros((9, 9))
+  kernel[4] = 1 / 9
+  blurred = [np.clip(scipy.ndimage.convolve(_face()[::2, ::2], kernel[..., None], mode="nearest")
+                     + shift, 0, 1) for shift in (0.0, 0.05, -0.05, 0.1, -0.1)]
+  batched = restore.restore_images(blurred)
+  for image, output in zip(blurred, batched, strict=True):
+    np.testing.assert_array_equal(output, restore(image))
