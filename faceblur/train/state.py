@@ -134,7 +134,16 @@ def create_train_state(
   compiles each one separately, seconds for SRN) and works across hosts, where every
   process must produce the same replicated arrays.
   """
-  return jax.jit(init_fn, out_shardings=partitioning.replicated(mesh))(jax.random.PRNGKey(seed))
+  return jax.jit(lambda key: _strongly_typed(init_fn(key)),
+                 out_shardings=partitioning.replicated(mesh))(jax.random.PRNGKey(seed))
+
+
+def _strongly_typed(tree):
+  """`tree` without JAX's weak types. A parameter computed from Python scalars is weakly typed
+  and the state a train step returns is not, so the step would see new input types on its
+  second call and compile a second time."""
+  return jax.tree.map(lambda leaf: jax.lax.convert_element_type(leaf, leaf.dtype)
+                      if jnp.issubdtype(leaf.dtype, jnp.number) else leaf, tree)
 
 
 def init_params(make_module: Callable[[nnx.Rngs], nnx.Module], key: jax.Array) -> nnx.State:
