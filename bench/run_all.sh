@@ -26,6 +26,7 @@ run train_step bench/train_step.py --cyclegan_batches=1,4 --srn_batches=4,16 --r
 run deblur bench/deblur.py --sizes=256x256,1280x720 --repeats=3
 run deblur_12mp bench/deblur.py --sizes=4000x3000 --faces= --frameworks=faceblur --repeats=1
 run convolutions bench/convolutions.py --networks=cyclegan,srn --repeats=3
+run forward bench/forward.py --cases=demo_eval,ref_256 --rounds=5
 run synthesis bench/synthesis.py --count=32
 run input_pipeline bench/input_pipeline.py --size=64 --srn_batch=4 --cyclegan_batch=1 \
   --steps=15 --rounds=3 --warmup=4 --num_files=32

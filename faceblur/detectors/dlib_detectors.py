@@ -16,12 +16,12 @@ import concurrent.futures
 import functools
 import importlib.metadata
 import importlib.util
-import os
 import pathlib
 from collections.abc import Sequence
 
 import numpy as np
 
+from faceblur import ops
 from faceblur.detectors.base import Detection
 from faceblur.errors import ConfigError
 from faceblur.images import as_rgb
@@ -123,9 +123,7 @@ class DlibHOG:
 
 @functools.cache
 def _num_threads() -> int:
-  """Threads for dlib's scans: one per core this process may use, at most 8."""
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-  return max(1, min(8, cores or 1))
+  return ops.host_threads()
 
 
 @functools.cache

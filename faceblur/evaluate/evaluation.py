@@ -30,7 +30,6 @@ import dataclasses
 import hashlib
 import importlib.metadata
 import json
-import os
 import pathlib
 import shutil
 import time
@@ -40,7 +39,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from faceblur import blur_realism, detectors
+from faceblur import blur_realism, detectors, ops
 from faceblur.console import warn
 from faceblur.data import augment, factory
 from faceblur.errors import ConfigError, DataError, FaceblurError, ImageReadError
@@ -113,8 +112,7 @@ def _richardson_lucy(spec: ml_collections.ConfigDict) -> RestoreFn:
   def restore_images(images: list[np.ndarray]) -> list[np.ndarray]:
     """Each image as `restore` restores it, on one thread per core: its FFTs and array
     arithmetic release the GIL."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    with concurrent.futures.ThreadPoolExecutor(max(1, min(8, cores or 1))) as pool:
+    with concurrent.futures.ThreadPoolExecutor(ops.host_threads()) as pool:
       return list(pool.map(restore, images))
 
   restore.restore_images = restore_images

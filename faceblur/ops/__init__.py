@@ -37,6 +37,13 @@ def enabled() -> bool:
   return all(os.environ.get(name, "on") != "off" for name in (SWITCH, _FORMER_SWITCH))
 
 
+def host_threads(limit: int = 8) -> int:
+  """Threads for host work that releases the GIL (dlib's scans, FFTs): one per core this
+  process may run on, at most `limit`."""
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  return max(1, min(limit, cores or 1))
+
+
 def cpu_tricks_apply() -> bool:
   """Whether the CPU tricks are used now: switched on, and the default backend is a CPU."""
   return enabled() and jax.default_backend() == "cpu"
