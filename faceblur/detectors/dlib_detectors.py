@@ -16,6 +16,7 @@ import concurrent.futures
 import functools
 import importlib.metadata
 import importlib.util
+import os
 import pathlib
 from collections.abc import Sequence
 
@@ -130,6 +131,11 @@ def _num_threads() -> int:
 def _thread_pool() -> concurrent.futures.ThreadPoolExecutor:
   return concurrent.futures.ThreadPoolExecutor(max_workers=_num_threads(),
                                                thread_name_prefix="dlib")
+
+
+# A forked child has none of the pool's threads: it makes its own on first use.
+if hasattr(os, "register_at_fork"):
+  os.register_at_fork(after_in_child=_thread_pool.cache_clear)
 
 
 class DlibMMOD:
