@@ -81,3 +81,28 @@ def test_hog_batch_over_threads_finds_what_one_detector_finds(monkeypatch):
   batched = [[(d.box, d.score) for d in found] for found in detector.detect_batch(faces)]
   assert sum(map(bool, alone)) >= 12
   assert batched == alone
+
+
+def _detect_in_child(detector, images, results):
+  results.put([len(found) for found in detector.detect_batch(images)])
+
+
+def test_hog_batch_works_in_a_forked_child_of_a_process_that_used_the_threads():
+  """Guards the pool's reset at fork: a child inherits the pool but none of its threads, and
+  its first batch waited for them forever."""
+  import multiprocessing  # noqa: PLC0415
+
+  detector = detectors.make_detector("dlib_hog")
+  noise = [np.random.default_rng(seed).random((96, 96, 3), dtype=np.float32)
+           for seed in range(4)]
+  assert [len(found) for found in detector.detect_batch(noise)] == [0, 0, 0, 0]
+  context = multiprocessing.get_context("fork")
+  results = context.Queue()
+  child = context.Process(target=_detect_in_child, args=(detector, noise, results))
+  child.start()
+  try:
+    assert results.get(timeout=60) == [0, 0, 0, 0]
+  finally:
+    child.join(timeout=5)
+    if child.is_alive():
+      child.kill()
