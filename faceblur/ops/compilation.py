@@ -6,9 +6,10 @@ residual blocks, SRN's ConvLSTM) and of the 7x7 convolution to 3 channels that e
 generator much more slowly than XLA's own convolutions. So every network compiles through
 here, keeping YNNPACK for reductions and single matrix products only. A forward pass alone
 (`forward_only=True`: the restore functions, the detector) keeps YNNPACK's convolutions where
-the CPU has AVX-512, where they were the faster forward pass; on a CPU without it XLA's own
-are faster at every size measured, from 64 px faces to 720p. The measurements: "Figures behind
-code choices" and "Deblur latency and memory" in `bench/RESULTS.md`. Other backends compile
+the CPU has AVX-512, where they were the faster forward pass. On a CPU without it XLA's own
+are much faster on small faces and tie at 720p. The measurements: "Figures behind code
+choices", "Deblur latency and memory" and "The forward pass's convolutions on a CPU without
+AVX-512" in `bench/RESULTS.md`. Other backends compile
 exactly as `jax.jit` does, and so does every backend with `FACEBLUR_CPU_KERNELS=off` in the
 environment (`faceblur.ops`'s one switch for its CPU tricks; for comparisons, or in case a
 later jaxlib makes another choice faster).
