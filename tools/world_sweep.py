@@ -35,7 +35,7 @@ from configs import demo as demo_config  # noqa: E402
 from faceblur import detectors, metrics  # noqa: E402
 from faceblur.data import factory  # noqa: E402
 from faceblur.evaluate import intervals  # noqa: E402
-from faceblur.evaluate.evaluation import _detect  # noqa: E402
+from faceblur.evaluate.evaluation import detect_faces  # noqa: E402
 from faceblur.images import to_float  # noqa: E402
 from faceblur.train import srn  # noqa: E402
 
@@ -57,7 +57,7 @@ def detection_rates(test_spec, evaluation) -> dict:
       ("mtcnn", evaluation.detector, evaluation.detector_threshold),
       ("dlib_hog", evaluation.second_detector, evaluation.second_detector_threshold)):
     detector = detectors.make_detector(name, threshold=threshold)
-    rates[key] = {column: float(np.mean(_detect(detector, images,
+    rates[key] = {column: float(np.mean(detect_faces(detector, images,
                                                evaluation.detector_padding)[0]))
                   for column, images in (("sharp", sharp), ("blurred", blurred))}
   return rates

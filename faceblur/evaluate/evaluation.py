@@ -298,7 +298,7 @@ def _check(interruption: Interruption, where: str, resume: pathlib.Path) -> None
                              f"are kept in {resume}; run the same command to resume")
 
 
-def _detect(detector, images: list[np.ndarray], padding: float) -> tuple[list[bool], list]:
+def detect_faces(detector, images: list[np.ndarray], padding: float) -> tuple[list[bool], list]:
   """Detections per image; boxes in the image's own coordinates.
 
   Face crops are padded by `padding` of their side (edge pixels) first: detectors are trained
@@ -402,14 +402,17 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
                              data["name"])
         scores[method.name] = {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)),
                                "per_image": (psnr, ssim)}
-      found_truth, boxes_truth = _detect(detector, data["sharp"], config.detector_padding)
-      found_blurred, boxes_blurred = _detect(detector, data["blurred"], config.detector_padding)
+      padding = config.detector_padding
+      found_truth, boxes_truth = detect_faces(detector, data["sharp"], padding)
+      found_blurred, boxes_blurred = detect_faces(detector, data["blurred"], padding)
       found = {}
       boxes = {}
       for method in methods:
         _check(interruption, f"{set_name}/detection", resume)
-        found[method.name], boxes[method.name] = _detect(
-            detector, restored[method.name], config.detector_padding)
+        # The blurred row's outputs are the blurred inputs, detected just above.
+        found[method.name], boxes[method.name] = (
+            (found_blurred, boxes_blurred) if method.name == "blurred"
+            else detect_faces(detector, restored[method.name], padding))
       protocol = detection_protocol.rates(
           {"ground_truth": boxes_truth, "blurred": boxes_blurred, **boxes})
       columns = {"blurred": data["blurred"]} | {m.name: restored[m.name] for m in methods
@@ -419,8 +422,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
       if second_detector is not None:
         _check(interruption, f"{set_name}/second detector", resume)
         second = detection_protocol.rates(
-            {"ground_truth": _detect(second_detector, data["sharp"], config.detector_padding)[1]}
-            | {column: _detect(second_detector, images, config.detector_padding)[1]
+            {"ground_truth": detect_faces(second_detector, data["sharp"], padding)[1]}
+            | {column: detect_faces(second_detector, images, padding)[1]
                for column, images in columns.items()})
         extra_cells = _merge_cells(extra_cells, detection_protocol.csv_cells(
             second, suffix=f"_{second_detector.name}"))
@@ -477,9 +480,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
       data, skipped = _load(source, ("image",), config.image_size, config.max_images,
                             where="real_blurred")
       report["skipped"] += skipped
-      found_blurred, _ = _detect(detector, data["image"], config.detector_padding)
+      found_blurred, _ = detect_faces(detector, data["image"], config.detector_padding)
       detection = {"blurred": float(np.mean(found_blurred))}
-      second_real = {"blurred": float(np.mean(_detect(
+      second_real = {"blurred": float(np.mean(detect_faces(
           second_detector, data["image"], config.detector_padding)[0]))} \
           if second_detector else None
       missing["real_blurred"] = {}
@@ -489,10 +492,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
         restored_real = restore("real_blurred", config.real_blurred, method, data["image"],
                                 data["name"])
         _check(interruption, "real_blurred/detection", resume)
-        found_restored, _ = _detect(detector, restored_real, config.detector_padding)
+        found_restored, _ = detect_faces(detector, restored_real, config.detector_padding)
         detection[method.name] = float(np.mean(found_restored))
         if second_detector is not None:
-          second_real[method.name] = float(np.mean(_detect(
+          second_real[method.name] = float(np.mean(detect_faces(
               second_detector, restored_real, config.detector_padding)[0]))
       report["real_blurred"] = {"num_images": len(data["image"]),
                                 "num_skipped": len(skipped), "detection": detection,

@@ -49,7 +49,7 @@ def test_batched_restore_equals_one_by_one(identity_srn):
 
 
 def test_batched_mtcnn_detection_equals_per_image_detection():
-  """Faces, blurred faces and noise of one size through `evaluation._detect` (MTCNN's batch
+  """Faces, blurred faces and noise of one size through `evaluation.detect_faces` (MTCNN's batch
   path) and one by one: the same faces found, the same boxes to float rounding."""
   faces = demo.DemoFaces(size=64, count=6, seed=0, group="test")
   sharp = [faces[i]["image"].astype(np.float32) / 255 for i in range(6)]
@@ -57,10 +57,10 @@ def test_batched_mtcnn_detection_equals_per_image_detection():
   noise = _images([((64, 64, 3), 2)], seed=1)
   images = sharp + blurred + noise
   detector = detectors.make_detector("mtcnn")
-  found, boxes = evaluation._detect(detector, images, padding=0.25)
+  found, boxes = evaluation.detect_faces(detector, images, padding=0.25)
   assert 0 < sum(found) < len(images)
   for image, image_found, image_boxes in zip(images, found, boxes, strict=True):
-    one, one_boxes = evaluation._detect(detector, [image], padding=0.25)
+    one, one_boxes = evaluation.detect_faces(detector, [image], padding=0.25)
     assert image_found == one[0] and len(image_boxes) == len(one_boxes[0])
     if image_boxes:
       np.testing.assert_allclose(image_boxes, one_boxes[0], atol=1e-3)
