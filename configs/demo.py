@@ -139,6 +139,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   return config
 
 
+def stage2_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The pipeline's SRN stages (ours, the kernel baseline, the oracle when on): the rows that
+  must share one stage-2 budget."""
+  return tuple(name for name in config.stages if config[name].get("job") == "srn")
+
+
 def add_folder_method(config: ml_collections.ConfigDict) -> None:
   """A row read from a folder, as another codebase's outputs would be (`kind: folder`): the
   `unsharp` stage writes an unsharp-masked copy of every blurred image the evaluation restores,

@@ -79,6 +79,19 @@ def test_demo_oracle_trains_a_third_srn_on_the_test_blur_and_evaluates_it(tmp_pa
     demo.get_config("oracl")
 
 
+@pytest.mark.parametrize("name,arg", [("demo", ""), ("study", ""), ("study", "stage1=paper")])
+def test_every_srn_row_gets_the_same_stage2_budget(name, arg):
+  """The oracle bounds ours only at ours's budget: the study once left its oracle at the demo's
+  400 steps while ours and the kernel baseline trained 1000."""
+  from configs import demo
+  config = importlib.import_module(f"configs.{name}").get_config(arg)
+  stages = demo.stage2_names(config)
+  assert stages == ("srn", "srn_kernel", "srn_oracle")
+  budget = lambda stage: (stage.num_train_steps, stage.batch_size, stage.data.crop_size,  # noqa: E731
+                          stage.optimizer.to_dict(), stage.model.to_dict())
+  assert len({repr(budget(config[stage])) for stage in stages}) == 1
+
+
 def test_oracle_budget_tool_trains_the_demos_oracle_alone():
   import importlib.util
   import pathlib
