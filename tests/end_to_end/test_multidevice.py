@@ -2,8 +2,10 @@
 
 The step is the one `Stage.train_and_evaluate` hands to `loop.train`: the config's Adam inside
 `apply_if_finite`, the SRN's ConvLSTM clipping (switched on here), the donated state and the
-replicated `out_shardings`. Every parameter is compared relative to its own update, and so are
-the optimiser's moments; the losses, the counters and the CycleGAN's image pools as well.
+replicated `out_shardings`. Stage 1 runs twice: with the paper's G and with the demo's
+`kernel_blur` G, which draws codes and JPEG qualities and calls JPEG on the host. Every
+parameter is compared relative to its own update, and so are the optimiser's moments; the
+losses, the counters and the CycleGAN's image pools as well.
 
 JAX fixes its device count at start-up, so the comparison runs in a child process started
 with `--xla_force_host_platform_device_count=8`.
@@ -23,6 +25,7 @@ SCRIPT = textwrap.dedent("""
     import re
     import jax, numpy as np
     from helpers import cyclegan_config, srn_config
+    from configs import cyclegan as cyclegan_variants
     from faceblur.train import cyclegan, partitioning, srn, state as state_lib
 
     assert jax.device_count() == 8, jax.devices()
@@ -63,6 +66,9 @@ SCRIPT = textwrap.dedent("""
         print(f"{name} step {k + 1}: losses differ by {errors[key]:.3g} at most, in {key}")
         assert errors[key] < tolerances[k], (name, k + 1, key, errors[key])
 
+    plain_g = False  # True for the kernel_blur G: an MLP from its code, no instance norm
+    disc_layers = 3  # the critics' strided layers (PatchGAN's num_layers)
+
     def norm_invariant(key):
       # Biases that feed an instance norm, which subtracts them again: the loss does not depend
       # on them, their true gradient is exactly 0, and Adam turns the rounding noise left in
@@ -70,9 +76,12 @@ SCRIPT = textwrap.dedent("""
       # between summation orders (measured: exactly opposite in half the leaves).
       if not key.endswith("['bias'].value"):
         return False
+      if plain_g and (key.startswith(".g[")
+                      or re.search(r"generator_opt_state.*\\.(mu|nu)\\[0\\]", key)):
+        return False
       critic = re.search(r"\\['layers'\\]\\[(\\d+)\\]", key)
       if critic:  # PatchGAN: every layer but the first and the last is normalised
-        return 1 <= int(critic.group(1)) <= 3
+        return 1 <= int(critic.group(1)) <= disc_layers
       generator = key.startswith((".g[", ".f[")) or "generator_opt_state" in key
       return generator and "['head']" not in key  # ResNet generator: all but the head
 
@@ -171,7 +180,24 @@ SCRIPT = textwrap.dedent("""
     for (k, pool), (peak, average) in pools.items():
       assert (peak < 1e-5) if k == 1 else (average < 5e-4), (k, pool, peak, average)
     invariant_gradients_are_noise("cyclegan", one)
-    print("MULTIDEVICE OK", srn_worst, cyclegan_worst)
+
+    # The demo's stage 1 (`kernel_blur`): G draws a code and a JPEG quality per image and runs
+    # JPEG on the host (a callback); on 8 devices it must draw the same and blur alike.
+    config = cyclegan_config(num_train_steps=2)
+    cyclegan_variants.apply_variant(config, "kernel_blur")
+    config.batch_size = 8
+    config.pool_size = 4
+    config.model.residual = False
+    plain_g, disc_layers = True, config.model.disc_layers
+    images = rng.random((2, 2, 8, 32, 32, 3), dtype=np.float32)
+    batches = [{"sharp": pair[0], "blurred": pair[1]} for pair in images]
+    one, losses_one = run(cyclegan, config, batches, 1)
+    eight, losses_eight = run(cyclegan, config, batches, 8)
+    compare_losses("kernel_blur", losses_one, losses_eight, tolerances=(1e-5, 1e-3))
+    kernel_blur_worst = compare("kernel_blur", one, eight, tolerances=(1e-2, 0.25), mean=True,
+                                moments=(True, False))
+    invariant_gradients_are_noise("kernel_blur", one)
+    print("MULTIDEVICE OK", srn_worst, cyclegan_worst, kernel_blur_worst)
 """)
 
 
