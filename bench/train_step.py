@@ -3,6 +3,7 @@
   python bench/train_step.py                       # the reference shapes (slow on a CPU)
   python bench/train_step.py --shapes=demo         # configs/demo.py's networks and batches
   python bench/train_step.py --size=64 --repeats=3 # quick look
+  python bench/train_step.py --shapes=demo --rounds=3 # interleaved rounds, for ratios
   python bench/train_step.py --frameworks=faceblur # without torch installed
 
 Shapes: `--shapes=reference` (issue 5, the default): CycleGAN ResNet-9 at 256 px, batch 1 and
@@ -78,6 +79,10 @@ flags.DEFINE_list("srn_batches", None, "SRN batch sizes (default: 4,16 for the r
                   "shapes, the config's batch_size otherwise).")
 flags.DEFINE_integer("warmup", 1, "Untimed steps after compilation.")
 flags.DEFINE_integer("repeats", 5, "Timed steps (the median is reported).")
+flags.DEFINE_integer("rounds", 1, "Runs every case this many times, interleaved (each round "
+                     "runs all cases once), and reports the median of the rounds' medians and "
+                     "each round's ratio: this VM's speed drifts over minutes, so one round can "
+                     "time the drift rather than the frameworks.")
 flags.DEFINE_bool("mixed_precision", False, "bfloat16 activations (PyTorch: autocast bf16).")
 flags.DEFINE_list("stages", ["cyclegan", "srn"], "Which stages to time.")
 flags.DEFINE_bool("compiler_options", True, "faceblur's CPU compiler options "
@@ -227,6 +232,33 @@ def _run_case_in_child(case: str, env: dict) -> dict:
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def combine_rounds(records: list[dict], gflops: float, peak: float) -> dict:
+  """One case over its rounds: the median of the rounds' median steps, the fastest step, the
+  first round's compile time and the largest peak memory."""
+  row = dict(records[0])
+  row["step_s"] = round(float(np.median([r["step_s"] for r in records])), 4)
+  row["min_step_s"] = min(r["min_step_s"] for r in records)
+  row["images_per_s"] = round(row["batch"] / row["step_s"], 3)
+  row["peak_rss_mib"] = max(r["peak_rss_mib"] for r in records)
+  row["round_step_s"] = [r["step_s"] for r in records]
+  return add_flops(row, gflops, peak)
+
+
+def print_round_ratios(rounds: list[list[dict]]) -> None:
+  """faceblur / faster PyTorch within each round: how far the verdict moves with the drift."""
+  ratios: dict[tuple, list[float]] = {}
+  for records in rounds:
+    fastest = faster_torch(records, lambda r: (r["stage"], r["batch"]), "step_s")
+    for r in records:
+      reference = fastest.get((r["stage"], r["batch"]))
+      if r["framework"] == "faceblur" and reference:
+        ratios.setdefault((r["stage"], r["batch"]), []).append(
+            reference["step_s"] / r["step_s"])
+  for (stage, batch), values in ratios.items():
+    print(f"{stage} batch {batch}: faceblur / faster PyTorch by round "
+          f"{', '.join(f'{v:.2f}' for v in values)} (median {np.median(values):.2f})")
+
+
 def _versions() -> dict:
   versions = machine()
   try:
@@ -278,7 +310,7 @@ def main(argv):
   print_json({"machine": _versions(), "peak_gflops_per_s": round(peak, 1),
               "peak": "given" if FLAGS.peak_gflops else "jitted 4096^2 float32 matmul",
               "flops": STEP_FLOPS_CONVENTION, "shapes": FLAGS.shapes})
-  rows = []
+  cases = {}  # case -> its network GFLOP per step
   for stage in FLAGS.stages:
     size = crop_size(stage)
     for batch_size in batch_sizes(stage):
@@ -286,10 +318,19 @@ def main(argv):
       for framework in FLAGS.frameworks:
         layouts = FLAGS.torch_layouts if framework == "pytorch" else [None]
         for layout in layouts:
-          case = f"{framework}:{stage}:{batch_size}" + (f":{layout}" if layout else "")
-          rows.append(add_flops(_run_case_in_child(case, child_env), gflops, peak))
-          print_json(rows[-1])
+          cases[f"{framework}:{stage}:{batch_size}" + (f":{layout}" if layout else "")] = gflops
+  rounds = []
+  for index in range(FLAGS.rounds):
+    records = []
+    for case, gflops in cases.items():
+      records.append(add_flops(_run_case_in_child(case, child_env), gflops, peak))
+      print_json({**records[-1], "round": index})
+    rounds.append(records)
+  rows = [combine_rounds([records[index] for records in rounds], gflops, peak)
+          for index, gflops in enumerate(cases.values())]
   print_step_table(rows)
+  if FLAGS.rounds > 1:
+    print_round_ratios(rounds)
   counts = {}
   for r in rows:
     counts.setdefault((r["stage"], r["batch"]), set()).add(r["params"])
