@@ -298,8 +298,9 @@ def _check(interruption: Interruption, where: str, resume: pathlib.Path) -> None
                              f"are kept in {resume}; run the same command to resume")
 
 
-def detect_faces(detector, images: list[np.ndarray], padding: float) -> tuple[list[bool], list]:
-  """Detections per image; boxes in the image's own coordinates.
+def detect_faces(detector: detectors.FaceDetector, images: list[np.ndarray],
+                 padding: float) -> tuple[list[bool], list[list[detectors.Box]]]:
+  """Whether a face was found in each image, and its boxes in the image's own coordinates.
 
   Face crops are padded by `padding` of their side (edge pixels) first: detectors are trained
   on faces with context around them and miss a face that fills the whole frame. Same-size
