@@ -35,7 +35,7 @@ from configs import cyclegan as cyclegan_config
 
 CAMERA_SHAKE = 0.1  # shake path / the face's side: tools/world_sweep.py's rule (README)
 STRONG_CAMERA_SHAKE = 0.4  # the `camera_blurred_strong` test set: reported, not a target
-STAGE1_VARIANT = "kernel_blur"  # configs/cyclegan.py VARIANTS (tools/select_stage1.py)
+STAGE1_VARIANT = "kernel_blur_plain"  # configs/cyclegan.py VARIANTS (tools/select_stage1.py)
 # `common.parse_argument`'s groups: the size, the oracle ('': on, but not for `tiny`) and
 # stage 1's variant, composable (`tiny,stage1=paper`).
 SIZE_ARGUMENTS = ("", "tiny")
@@ -64,8 +64,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   stage1.model.kernel_size = 2 * round(CAMERA_SHAKE * size) + 1  # the baseline's path, +-
   # Other photos of the blurred domain's people: the label-free checkpoint selection's data.
   stage1.data.blurred_validation = common.source(
-      "demo_blurred", split="blurred", count=16 if tiny else 100, seed=5, max_shake=CAMERA_SHAKE)
-  stage1.data.validation_count = 16 if tiny else 100
+      "demo_blurred", split="blurred", count=16 if tiny else 300, seed=5, max_shake=CAMERA_SHAKE)
+  stage1.data.validation_count = 16 if tiny else 300
   # The paper's resize_and_crop (a 9/8 upscale, then a random crop) is kept for the CNN
   # generators. A degradation model learns from photos at the scale it will blur at, as
   # KernelGAN and PDM train on crops that are never resampled: an upscale smooths a photo's

@@ -259,6 +259,20 @@ def classifier_accuracy(features_a: np.ndarray, features_b: np.ndarray, *, num_r
   return float(np.mean(accuracies))
 
 
+def score_against(real_features: np.ndarray, images: np.ndarray | Sequence[np.ndarray], *,
+                  seed: int = 0, num_permutations: int = 200) -> MMDResult:
+  """One candidate set of synthetic blurred images against real blurred photos' features
+  (`blur_features` of them, computed once by a caller that scores many candidates)."""
+  if len(real_features) < 2:
+    raise DataError(f"blur realism needs at least 2 real blurred images, got {len(real_features)}")
+  if len(images) < 2:
+    raise DataError(f"blur realism needs at least 2 synthetic images, got {len(images)}")
+  features = blur_features(images)
+  result = mmd_two_sample(features, real_features, num_permutations=num_permutations, seed=seed)
+  return dataclasses.replace(
+      result, classifier_accuracy=classifier_accuracy(features, real_features, seed=seed))
+
+
 def blur_realism(real_blurred: np.ndarray | Sequence[np.ndarray],
                  candidates: Mapping[str, np.ndarray | Sequence[np.ndarray]], *, seed: int = 0,
                  num_permutations: int = 200) -> dict[str, MMDResult]:
@@ -274,9 +288,6 @@ def blur_realism(real_blurred: np.ndarray | Sequence[np.ndarray],
   for name, images in candidates.items():
     if len(images) < 2:
       raise DataError(f"blur realism needs at least 2 images in set {name!r}, got {len(images)}")
-    features = blur_features(images)
-    result = mmd_two_sample(features, real_features, num_permutations=num_permutations,
-                            seed=seed)
-    scores[name] = dataclasses.replace(
-        result, classifier_accuracy=classifier_accuracy(features, real_features, seed=seed))
+    scores[name] = score_against(real_features, images, seed=seed,
+                                 num_permutations=num_permutations)
   return scores

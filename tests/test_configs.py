@@ -240,3 +240,26 @@ def test_wire_is_one_rule_the_config_drives_for_any_srn_row(tmp_path):
   with pytest.raises(ConfigError, match=r"^srn_learned\.data\.train\.reads='pair' is not one "
                                         "of pairs, pairs_sharp$"):
     pipeline.wire(config, tmp_path)
+
+
+def test_each_stage1_variant_is_its_switches_over_the_papers_cyclegan():
+  """Variants are config switches, not forks: applying one to any stage-1 config sets exactly
+  its switches (the others back at the paper's values), and `kernel_blur_plain` is
+  `kernel_blur` with the mode-seeking term off and nothing else changed."""
+  from configs import cyclegan
+
+  configs = {name: cyclegan.apply_variant(cyclegan.get_config("demo"), name).to_dict()
+             for name in cyclegan.VARIANTS}
+  paper = cyclegan.get_config("demo").to_dict()
+  assert configs["paper"] == paper
+  for name, switches in cyclegan.VARIANTS.items():
+    for key, value in switches.items():
+      group, field = key.split(".")
+      assert configs[name][group][field] == value, (name, key)
+  # A variant applied over another leaves nothing of the first behind.
+  over = cyclegan.apply_variant(cyclegan.apply_variant(cyclegan.get_config("demo"), "kernel_blur"),
+                                "paper").to_dict()
+  assert over == paper
+  plain, kernel = configs["kernel_blur_plain"], configs["kernel_blur"]
+  assert plain["loss"] == {**kernel["loss"], "diversity_weight": 0.0}
+  assert {**plain, "loss": None, "variant": None} == {**kernel, "loss": None, "variant": None}

@@ -354,11 +354,12 @@ def _sampler(config, networks, sharp_source, workdir: pathlib.Path, writer: Metr
   validation_count = config.data.get("validation_count", 100)
   count = max(config.num_samples, validation_count if validation_spec else 0)
   sharp = _transformed(sharp_source, transform, count)
-  real_blurred = None
+  real_features = None  # the validation photos' blur features, computed once
   if validation_spec is not None and validation_spec.kind:
     validation = SkipBadRecords(factory.make_source(validation_spec,
                                                     image_size=config.data.load_size))
-    real_blurred = _transformed(validation, transform, validation_count)
+    real_features = blur_realism.blur_features(
+        _transformed(validation, transform, validation_count))
   codes, noise_keys = generator_randomness(config, jax.random.key(config.seed), len(sharp))
 
   @compilation.jit
@@ -383,9 +384,8 @@ def _sampler(config, networks, sharp_source, workdir: pathlib.Path, writer: Metr
               f"hidden/cycle_psnr_noise_{round(HIDDEN_NOISE_STD * 255)}": psnr(cycled_noisy),
               f"hidden/cycle_psnr_jpeg_{HIDDEN_JPEG_QUALITY}": psnr(cycled_jpeg),
               "hidden/blurred_psnr": psnr(fake_blurred)}
-    if real_blurred is not None:
-      realism = blur_realism.blur_realism(real_blurred, {"g": fake_blurred},
-                                          num_permutations=50)["g"]
+    if real_features is not None:
+      realism = blur_realism.score_against(real_features, fake_blurred, num_permutations=50)
       scores |= {"realism/mmd2": realism.mmd2,
                  "realism/classifier_accuracy": realism.classifier_accuracy}
     if jax.process_index() != 0:

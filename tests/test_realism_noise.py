@@ -1,0 +1,37 @@
+"""tools/realism_noise.py: the realism score's own noise, from photos of one process."""
+
+import importlib.util
+import pathlib
+
+import numpy as np
+import pytest
+from absl import flags
+
+_SPEC = importlib.util.spec_from_file_location(
+    "realism_noise", pathlib.Path(__file__).resolve().parents[1] / "tools" / "realism_noise.py")
+
+
+@pytest.fixture(scope="module")
+def realism_noise():
+  module = importlib.util.module_from_spec(_SPEC)
+  _SPEC.loader.exec_module(module)
+  return module
+
+
+def test_the_null_sets_are_other_photos_of_the_validation_process(realism_noise, capsys):
+  """Other draws are other photos (not the validation photos again) of the same camera and
+  people, so their MMD^2 to the validation photos is about 0, and the table says so."""
+  from configs import demo
+
+  spec = demo.get_config().cyclegan.data.blurred_validation
+  first, other = realism_noise.photos(spec, 6, spec.seed), realism_noise.photos(spec, 6, 1000)
+  assert first.shape == other.shape == (6, 64, 64, 3) and first.dtype == np.float32
+  assert 0 <= first.min() and first.max() <= 1 and not np.allclose(first, other)
+  flags.FLAGS(["realism_noise", "--counts=24", "--draws=2"])
+  try:
+    realism_noise.main([])
+  finally:
+    flags.FLAGS.unparse_flags()
+  row = capsys.readouterr().out.strip().splitlines()[-1]
+  mean = float(row.split("|")[2].split("±")[0])
+  assert row.startswith("| 24 |") and abs(mean) < 0.05
