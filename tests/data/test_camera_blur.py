@@ -191,6 +191,25 @@ def test_every_local_psf_is_centred_on_its_pixel(roll_deg):
         assert abs((mass * cols).sum() / mass.sum() - col) < 0.3
 
 
+def test_point_spread_is_what_the_camera_does_to_a_point_with_the_same_draws():
+  """`point_spread` (tools/kernel_spread.py's camera rows) is the optics of `camera_blur` with
+  the same generator: a white point through the camera without noise, tone curve or JPEG,
+  back in linear light, gives the same kernel (up to 8-bit rounding), and other draws differ."""
+  model = CameraModel(max_shake=0.1, max_defocus=0.05, **CLEAN)
+  point = np.zeros((64, 64, 3), np.uint8)
+  point[32, 32] = 255
+  kernels = []
+  for seed in range(3):
+    psf = camera_blur.point_spread(np.random.default_rng(seed), model, radius=10)
+    rendered = _linear_green(camera_blur.camera_blur(point, np.random.default_rng(seed), model))
+    window = rendered[22:43, 22:43]
+    assert psf.shape == (21, 21) and psf.dtype == np.float32 and psf.min() >= 0
+    assert psf.sum() == pytest.approx(1, abs=1e-5)
+    np.testing.assert_allclose(psf, window / window.sum(), atol=2e-3)
+    kernels.append(psf)
+  assert not np.allclose(kernels[0], kernels[1], atol=1e-3)
+
+
 def test_blurred_faces_stay_aligned_with_the_sharp_ones():
   """Cross-correlation peak of sharp and default-camera faces: measured at 0 px for all 12
   (sub-pixel phase correlation: 0-0.6 px); without the re-centring it moves by several px."""

@@ -1,0 +1,77 @@
+"""How the kernels a stage-1 G draws spread, beside the camera's own point spreads.
+
+A diagnostic for the demo's world only: it reads the camera's process, so it may explain a
+result but must never choose a variant, a checkpoint or a setting (the realism score on
+validation photos does that). For each stage-1 workdir (a `kernel_blur*` G), the kernels of
+`--codes` random codes at the step `selection.json` selected (or `--step`); for the camera,
+the point spread at the frame's centre of `--codes` draws (`camera_blur.point_spread`). Per
+kernel: the mass within 1.5 px of its centre of mass, its peak and its RMS radius; the table
+gives their 10th, 50th and 90th percentiles.
+
+  python tools/kernel_spread.py runs/demo/cyclegan runs/select_stage1/kernel_blur
+"""
+
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from configs import demo as demo_config  # noqa: E402
+from faceblur.data import camera_blur  # noqa: E402
+from faceblur.train import cyclegan  # noqa: E402
+from faceblur.train.trained import load_trained  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("codes", 1000, "Kernels drawn per G, and camera point spreads.")
+flags.DEFINE_integer("step", None, "The checkpoint step (default: each run's selected step).")
+
+
+def spread(kernels: np.ndarray) -> np.ndarray:
+  """(N, k, k) kernels -> (N, 3): mass within 1.5 px of the centre of mass, peak, RMS radius."""
+  kernels = kernels / kernels.sum(axis=(1, 2), keepdims=True)
+  offsets = np.arange(kernels.shape[-1]) - kernels.shape[-1] // 2
+  row = np.einsum("nij,i->n", kernels, offsets)
+  column = np.einsum("nij,j->n", kernels, offsets)
+  radius = np.hypot(offsets[None, :, None] - row[:, None, None],
+                    offsets[None, None, :] - column[:, None, None])
+  return np.stack([np.sum(kernels * (radius <= 1.5), axis=(1, 2)),
+                   kernels.reshape(len(kernels), -1).max(axis=1),
+                   np.sqrt(np.sum(kernels * radius ** 2, axis=(1, 2)))], axis=1)
+
+
+def generator_kernels(workdir: str, count: int) -> tuple[int, np.ndarray]:
+  step = FLAGS.step or cyclegan.read_selected_step(workdir)
+  trained = load_trained(workdir, "cyclegan", step=step)
+  g = nnx.merge(trained.networks["g"].graphdef, trained.params["g"])
+  kernels, _ = g.blur_parameters(jax.random.normal(jax.random.key(0), (count, g.code_dim)))
+  return trained.step, np.asarray(kernels)
+
+
+def row(name: str, kernels: np.ndarray) -> str:
+  low, median, high = np.percentile(spread(kernels), [10, 50, 90], axis=0)
+  return f"| {name} | " + " | ".join(
+      f"{a:.2f} / {b:.2f} / {c:.2f}" for a, b, c in zip(low, median, high, strict=True)) + " |"
+
+
+def main(argv):
+  shake = demo_config.CAMERA_SHAKE
+  model = camera_blur.CameraModel(max_shake=shake)
+  camera = np.stack([camera_blur.point_spread(np.random.default_rng([99, index]), model)
+                     for index in range(FLAGS.codes)])
+  print("| kernels (10th / 50th / 90th percentile) | mass within 1.5 px of the centre | peak | "
+        "RMS radius px |")
+  print("| --- | --- | --- | --- |")
+  print(row(f"the camera (shake {shake})", camera), flush=True)
+  for workdir in argv[1:]:
+    step, kernels = generator_kernels(workdir, FLAGS.codes)
+    print(row(f"{workdir}, step {step}", kernels), flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)
