@@ -20,7 +20,8 @@ def realism_noise():
 
 def test_the_null_sets_are_other_photos_of_the_validation_process(realism_noise, capsys):
   """Other draws are other photos (not the validation photos again) of the same camera and
-  people, so their MMD^2 to the validation photos is about 0, and the table says so."""
+  people, so their MMD^2 to the validation photos is about 0, and the table says so; the
+  floor row (the camera on other people) follows it."""
   from configs import demo
 
   spec = demo.get_config().cyclegan.data.blurred_validation
@@ -32,6 +33,8 @@ def test_the_null_sets_are_other_photos_of_the_validation_process(realism_noise,
     realism_noise.main([])
   finally:
     flags.FLAGS.unparse_flags()
-  row = capsys.readouterr().out.strip().splitlines()[-1]
-  mean = float(row.split("|")[2].split("±")[0])
-  assert row.startswith("| 24 |") and abs(mean) < 0.05
+  null, floor = capsys.readouterr().out.strip().splitlines()[-2:]
+  assert null.startswith("| 24 | the same process") and floor.startswith("| 24 | the camera on")
+  mean = float(null.split("|")[3].split("±")[0])
+  precision, recall = (float(cell) for cell in null.split("|")[4:6])
+  assert abs(mean) < 0.05 and 0 <= precision <= 1 and 0 <= recall <= 1

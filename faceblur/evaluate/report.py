@@ -97,10 +97,15 @@ def realism_table(report: dict) -> str | None:
   realism = report.get("blur_realism")
   if not realism:
     return None
-  rows = [[name, f"{r['mmd2']:.4f}", f"{r['p_value']:.3f}", f"{r['classifier_accuracy']:.2f}"]
-          for name, r in realism.items()]
+  def share(value):
+    return "-" if value is None else f"{value:.2f}"
+
+  rows = [[name, f"{r['mmd2']:.4f}", f"{r['p_value']:.3f}", f"{r['classifier_accuracy']:.2f}",
+           share(r.get("precision")), share(r.get("recall"))] for name, r in realism.items()]
   return _table(["Synthetic blur", "MMD² to real blur (lower = closer)", "p-value",
-                 "real-vs-synthetic classifier accuracy (0.5 = indistinguishable)"], rows)
+                 "real-vs-synthetic classifier accuracy (0.5 = indistinguishable)",
+                 "precision (share inside the real photos' support)",
+                 "recall (share of real photos it covers)"], rows)
 
 
 # report.json's difference keys -> (column title, digits); detection titles name the detector.

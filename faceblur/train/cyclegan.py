@@ -388,6 +388,8 @@ def _sampler(config, networks, sharp_source, workdir: pathlib.Path, writer: Metr
       realism = blur_realism.score_against(real_features, fake_blurred, num_permutations=50)
       scores |= {"realism/mmd2": realism.mmd2,
                  "realism/classifier_accuracy": realism.classifier_accuracy}
+      if realism.precision is not None:  # logged, not part of the selection rule
+        scores |= {"realism/precision": realism.precision, "realism/recall": realism.recall}
     if jax.process_index() != 0:
       return
     writer.write_scalars(step, scalars=scores)

@@ -179,3 +179,28 @@ def test_the_matching_blur_law_scores_as_more_realistic(scores):
 def test_sets_with_fewer_than_two_images_name_the_set(scenario):
   with pytest.raises(DataError, match="'lonely'"):
     blur_realism.blur_realism(scenario["real"][:5], {"lonely": scenario["sharp"][:1]})
+
+
+def test_precision_falls_by_the_share_of_synthetic_samples_off_the_real_support():
+  """Hand-made features: a synthetic set drawn like the real one has precision and recall near
+  1; moving a fifth of it far away lowers precision by about a fifth and leaves recall; a set
+  that covers only part of the real one keeps precision and loses recall. MMD^2, for contrast,
+  moves far less for the fifth than for the whole set moved (it is quadratic in the share)."""
+  rng = np.random.default_rng(0)
+  real = rng.normal(size=(400, 4))
+  same = rng.normal(size=(400, 4))
+  precision, recall = blur_realism.precision_recall(same, real)
+  assert precision > 0.95 and recall > 0.95
+  tail = same.copy()
+  tail[:80] += 6.0  # a fifth, well outside
+  precision, recall = blur_realism.precision_recall(tail, real)
+  assert 0.75 <= precision <= 0.85 and recall > 0.9
+  narrow = rng.normal(size=(400, 4)) * 0.3  # inside, but covering only the middle
+  precision, recall = blur_realism.precision_recall(narrow, real)
+  assert precision > 0.95 and recall < 0.6
+  moved = same + 6.0
+  mmd_tail = blur_realism.mmd_two_sample(tail, real, num_permutations=1).mmd2
+  mmd_all = blur_realism.mmd_two_sample(moved, real, num_permutations=1).mmd2
+  assert mmd_tail < 0.1 * mmd_all  # measured 0.04 of it: (1/5)^2
+  with pytest.raises(DataError, match="k=5"):
+    blur_realism.precision_recall(real[:5], real)

@@ -1,8 +1,8 @@
 """report.md's tables put each number in its own cell: a snapshot on a hand-made report.
 
 Guards the layout that a swapped column would break silently (Table 1's PSNR and SSIM, the
-realism table's MMD^2, p-value and classifier accuracy), since every figure is plausible in
-every cell."""
+realism table's MMD^2, p-value, classifier accuracy, precision and recall), since every
+figure is plausible in every cell."""
 
 from faceblur.evaluate import report
 
@@ -18,7 +18,7 @@ REPORT = {
         "camera": {"mmd2": -0.00191, "p_value": 0.6871, "bandwidth": 1.0,
                    "classifier_accuracy": 0.481},
         "synthesized": {"mmd2": 0.02181, "p_value": 0.00498, "bandwidth": 1.0,
-                        "classifier_accuracy": 0.7512},
+                        "classifier_accuracy": 0.7512, "precision": 0.812, "recall": 0.934},
     },
 }
 
@@ -34,7 +34,7 @@ def test_table1_snapshot():
 
 def test_realism_table_snapshot():
   assert report.realism_table(REPORT).splitlines()[2:] == [
-      "| camera | -0.0019 | 0.687 | 0.48 |",
-      "| synthesized | 0.0218 | 0.005 | 0.75 |",
+      "| camera | -0.0019 | 0.687 | 0.48 | - | - |",  # a report from before precision
+      "| synthesized | 0.0218 | 0.005 | 0.75 | 0.81 | 0.93 |",
   ]
   assert report.realism_table({"blur_realism": None}) is None
