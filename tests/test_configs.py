@@ -263,3 +263,21 @@ def test_each_stage1_variant_is_its_switches_over_the_papers_cyclegan():
   plain, kernel = configs["kernel_blur_plain"], configs["kernel_blur"]
   assert plain["loss"] == {**kernel["loss"], "diversity_weight": 0.0}
   assert {**plain, "loss": None, "variant": None} == {**kernel, "loss": None, "variant": None}
+
+
+def test_stage1_validation_gain_scores_validation_faces_not_test_faces():
+  """tools/stage1_validation_gain.py checks the selection rule against ground truth, so its
+  faces must be the stage-1 blurred domain's people, never the test people."""
+  import importlib.util
+  import pathlib
+
+  from configs import demo
+
+  path = pathlib.Path(__file__).resolve().parents[1] / "tools" / "stage1_validation_gain.py"
+  spec = importlib.util.spec_from_file_location("stage1_validation_gain", path)
+  tool = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(tool)
+  scored = tool.validation_spec()
+  test = demo.get_config().evaluate.test_sets.camera_blurred
+  assert scored.base.split == "blurred" and test.base.split == "test"
+  assert scored.seed != test.seed and scored.max_shake == test.max_shake

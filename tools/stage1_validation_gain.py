@@ -1,0 +1,101 @@
+"""Does the label-free realism score pick the stage-1 checkpoint that makes the best labels?
+
+For each stage-1 checkpoint asked for (a demo stage-1 workdir and its sample steps), this
+synthesises the demo's pairs with that checkpoint, trains the demo's SRN on them (ours, at the
+demo's budget) and scores it on the **validation** faces of `tools/oracle_budget.py` (camera
+photos of the stage-1 blurred domain's people, with their ground truth; never a test face),
+with paired 95 % intervals against the first checkpoint. The ground truth makes this a check
+of the selection rule in the demo's world, not a way to select: a user with real photos has
+no such faces. Each checkpoint resumes in its own sub-folder of --workdir.
+
+  python tools/stage1_validation_gain.py --stage1=runs/demo/cyclegan --steps=400,600,800
+"""
+
+import json
+import pathlib
+import shutil
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+import numpy as np  # noqa: E402
+import oracle_budget  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from configs import demo as demo_config  # noqa: E402
+from faceblur import metrics, pipeline  # noqa: E402
+from faceblur.data import factory  # noqa: E402
+from faceblur.evaluate import intervals  # noqa: E402
+from faceblur.images import to_float  # noqa: E402
+from faceblur.inference.restorer import Restorer  # noqa: E402
+from faceblur.train import cyclegan  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("stage1", None, "A demo stage-1 workdir (its checkpoints and selection.json).")
+flags.DEFINE_list("steps", [], "Its sample steps to try (default: every scored step).")
+flags.DEFINE_string("workdir", "runs/stage1_validation_gain", "One sub-folder per step.")
+flags.DEFINE_string("demo", "no_oracle", "configs/demo.py's argument for the SRN and synthesis.")
+
+
+def validation_spec():
+  """oracle_budget's validation faces: the test camera on the stage-1 blurred domain's people."""
+  return oracle_budget.validation_spec(demo_config.get_config().evaluate.test_sets.camera_blurred)
+
+
+def validation_pairs() -> tuple[np.ndarray, np.ndarray]:
+  pairs = factory.make_paired_source(validation_spec(), image_size=64)
+  return (np.stack([to_float(pairs[i]["blurred"]) for i in range(len(pairs))]),
+          np.stack([to_float(pairs[i]["sharp"]) for i in range(len(pairs))]))
+
+
+def labels_from(stage1: pathlib.Path, step: int, workdir: pathlib.Path) -> pathlib.Path:
+  """Ours trained on the pairs of stage-1 checkpoint `step`; returns its SRN workdir."""
+  if not (workdir / "cyclegan").exists():
+    shutil.copytree(stage1, workdir / "cyclegan")
+    selection_path = workdir / "cyclegan" / cyclegan.SELECTION_FILE
+    selection = json.loads(selection_path.read_text())
+    selection["selected_step"] = step  # synthesis reads the step from here
+    selection["rule"] = "set by tools/stage1_validation_gain.py"
+    selection_path.write_text(json.dumps(selection))
+  config = demo_config.get_config(FLAGS.demo)
+  config.stages = ("cyclegan", "synthesize", "srn")
+  pipeline.run_pipeline(config, workdir)
+  return workdir / "srn"
+
+
+def main(argv):
+  del argv
+  if not FLAGS.stage1:
+    raise app.UsageError("--stage1=<a demo stage-1 workdir> is required")
+  stage1 = pathlib.Path(FLAGS.stage1)
+  entries = {entry["step"]: entry for entry in
+             json.loads((stage1 / cyclegan.SELECTION_FILE).read_text())["steps"]}
+  steps = [int(step) for step in FLAGS.steps] or sorted(
+      step for step, entry in entries.items() if "realism/mmd2" in entry)
+  blurred, sharp = validation_pairs()
+  blurred_psnr = np.asarray(metrics.psnr(blurred, sharp))
+  rows = []
+  for step in steps:
+    restorer = Restorer(labels_from(stage1, step, pathlib.Path(FLAGS.workdir) / f"step_{step}"))
+    restored = np.concatenate([restorer.restore_batch(blurred[i:i + 16])
+                               for i in range(0, len(blurred), 16)])
+    gains = np.asarray(metrics.psnr(np.clip(restored, 0, 1), sharp)) - blurred_psnr
+    rows.append((step, gains))
+    print(json.dumps({"step": step, "gain_db": round(float(gains.mean()), 3)}), flush=True)
+  print("\n| stage-1 step | realism MMD² (validation photos) | precision | G(s) PSNR | "
+        "ours's validation gain dB [95 % CI] | minus the first step's [95 % CI] |")
+  print("|---|---|---|---|---|---|")
+  for step, gains in rows:
+    entry = entries.get(step, {})
+    precision = entry.get("realism/precision")
+    print(f"| {step} | {entry.get('realism/mmd2', float('nan')):.4f} | "
+          f"{'-' if precision is None else f'{precision:.2f}'} | "
+          f"{entry.get('hidden/blurred_psnr', float('nan')):.2f} | "
+          f"{intervals.paired_difference(gains, np.zeros(len(gains))).format()} | "
+          f"{intervals.paired_difference(gains, rows[0][1]).format()} |")
+
+
+if __name__ == "__main__":
+  app.run(main)
