@@ -3,6 +3,8 @@
 Importable from every test folder because `tests/conftest.py` puts `tests/` on `sys.path`.
 """
 
+import functools
+import importlib.util
 import os
 import pathlib
 import signal
@@ -20,6 +22,16 @@ from configs import common, demo
 from configs import cyclegan as cyclegan_variants
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def load_tool(name: str):
+  """`tools/<name>.py` as a module, loaded once per process (a tool may define absl flags at
+  import, which a second load would define twice)."""
+  spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 # A CycleGAN small enough to train for tens of steps in a subprocess, on the demo faces.
 TINY_CYCLEGAN_ARGS = [

@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
+from helpers import load_tool
 
 import configs
 from configs import cyclegan as cyclegan_config
@@ -93,15 +94,9 @@ def test_every_srn_row_gets_the_same_stage2_budget(name, arg):
 
 
 def test_oracle_budget_tool_trains_the_demos_oracle_alone():
-  import importlib.util
-  import pathlib
-
   from configs import demo
 
-  path = pathlib.Path(__file__).resolve().parents[1] / "tools" / "oracle_budget.py"
-  spec = importlib.util.spec_from_file_location("oracle_budget", path)
-  tool = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(tool)
+  tool = load_tool("oracle_budget")
   config, test_spec = tool.oracle_config(1e-3, 1600)
   demo_config = demo.get_config("oracle")
   oracle = demo_config.srn_oracle
@@ -268,15 +263,9 @@ def test_each_stage1_variant_is_its_switches_over_the_papers_cyclegan():
 def test_stage1_validation_gain_scores_validation_faces_not_test_faces():
   """tools/stage1_validation_gain.py checks the selection rule against ground truth, so its
   faces must be the stage-1 blurred domain's people, never the test people."""
-  import importlib.util
-  import pathlib
-
   from configs import demo
 
-  path = pathlib.Path(__file__).resolve().parents[1] / "tools" / "stage1_validation_gain.py"
-  spec = importlib.util.spec_from_file_location("stage1_validation_gain", path)
-  tool = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(tool)
+  tool = load_tool("stage1_validation_gain")
   scored = tool.validation_spec()
   test = demo.get_config().evaluate.test_sets.camera_blurred
   assert scored.base.split == "blurred" and test.base.split == "test"

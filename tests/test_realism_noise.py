@@ -1,21 +1,13 @@
 """tools/realism_noise.py: the realism score's own noise, from photos of one process."""
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
-from absl import flags
-
-_SPEC = importlib.util.spec_from_file_location(
-    "realism_noise", pathlib.Path(__file__).resolve().parents[1] / "tools" / "realism_noise.py")
+from helpers import load_tool
 
 
 @pytest.fixture(scope="module")
 def realism_noise():
-  module = importlib.util.module_from_spec(_SPEC)
-  _SPEC.loader.exec_module(module)
-  return module
+  return load_tool("realism_noise")
 
 
 def test_the_null_sets_are_other_photos_of_the_validation_process(realism_noise, capsys):
@@ -28,11 +20,7 @@ def test_the_null_sets_are_other_photos_of_the_validation_process(realism_noise,
   first, other = realism_noise.photos(spec, 6, spec.seed), realism_noise.photos(spec, 6, 1000)
   assert first.shape == other.shape == (6, 64, 64, 3) and first.dtype == np.float32
   assert 0 <= first.min() and first.max() <= 1 and not np.allclose(first, other)
-  flags.FLAGS(["realism_noise", "--counts=24", "--draws=2"])
-  try:
-    realism_noise.main([])
-  finally:
-    flags.FLAGS.unparse_flags()
+  realism_noise.report([24], draws=2)
   null, floor = capsys.readouterr().out.strip().splitlines()[-2:]
   assert null.startswith("| 24 | the same process") and floor.startswith("| 24 | the camera on")
   mean = float(null.split("|")[3].split("±")[0])

@@ -1,20 +1,13 @@
 """The world sweep's rule (tools/world_sweep.py `choose`): the largest oracle gain among the
 camera strengths at which blur costs dlib HOG at least `min_drop` of its detection rate."""
 
-import importlib.util
-import pathlib
-
 import pytest
-
-_SPEC = importlib.util.spec_from_file_location(
-    "world_sweep", pathlib.Path(__file__).resolve().parents[1] / "tools" / "world_sweep.py")
+from helpers import load_tool
 
 
 @pytest.fixture(scope="module")
 def world_sweep():
-  module = importlib.util.module_from_spec(_SPEC)
-  _SPEC.loader.exec_module(module)
-  return module
+  return load_tool("world_sweep")
 
 
 def _row(shake, gain, hog_sharp, hog_blurred):

@@ -28,8 +28,6 @@ from faceblur.train import cyclegan  # noqa: E402
 from faceblur.train.trained import load_trained  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("codes", 1000, "Kernels drawn per G, and camera point spreads.")
-flags.DEFINE_integer("step", None, "The checkpoint step (default: each run's selected step).")
 
 
 def spread(kernels: np.ndarray) -> np.ndarray:
@@ -74,4 +72,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  flags.DEFINE_integer("codes", 1000, "Kernels drawn per G, and camera point spreads.")
+  flags.DEFINE_integer("step", None, "The checkpoint step (default: each run's selected step).")
   app.run(main)

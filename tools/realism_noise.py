@@ -34,8 +34,6 @@ from faceblur.data import factory  # noqa: E402
 from faceblur.images import to_float  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("counts", ["100", "300"], "Validation photo counts to measure.")
-flags.DEFINE_integer("draws", 5, "Other same-process sets per count.")
 
 
 def photos(spec, count: int, seed: int) -> np.ndarray:
@@ -45,8 +43,8 @@ def photos(spec, count: int, seed: int) -> np.ndarray:
   return np.stack([to_float(source[i]["image"]) for i in range(count)])
 
 
-def main(argv):
-  del argv
+def report(counts: list[int], draws: int) -> None:
+  """Prints the table: per count, the null and the floor rows."""
   stage1 = demo_config.get_config().cyclegan
   validation = stage1.data.blurred_validation
   # The camera of the validation photos, on the sharp domain's faces (demo_sharp's train split).
@@ -54,12 +52,12 @@ def main(argv):
                         max_shake=validation.max_shake)
   print("| validation photos | set | MMD² (mean ± sd over draws) | precision | recall |")
   print("|---|---|---|---|---|")
-  for count in map(int, FLAGS.counts):
+  for count in counts:
     reference = blur_realism.blur_features(photos(validation, count, validation.seed))
     rows = {"the same process, other draws (true 0)":
-            [photos(validation, count, 1000 + draw) for draw in range(FLAGS.draws)],
+            [photos(validation, count, 1000 + draw) for draw in range(draws)],
             "the camera on stage 1's sharp faces (the floor)":
-            [photos(floor, count, floor.seed + draw) for draw in range(FLAGS.draws)]}
+            [photos(floor, count, floor.seed + draw) for draw in range(draws)]}
     for name, sets in rows.items():
       scores = [(blur_realism.mmd_two_sample(features, reference, num_permutations=1).mmd2,
                  *blur_realism.precision_recall(features, reference))
@@ -69,5 +67,12 @@ def main(argv):
             f"{precision.mean():.2f} | {recall.mean():.2f} |", flush=True)
 
 
+def main(argv):
+  del argv
+  report([int(count) for count in FLAGS.counts], FLAGS.draws)
+
+
 if __name__ == "__main__":
+  flags.DEFINE_list("counts", ["100", "300"], "Validation photo counts to measure.")
+  flags.DEFINE_integer("draws", 5, "Other same-process sets per count.")
   app.run(main)

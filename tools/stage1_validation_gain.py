@@ -33,10 +33,14 @@ from faceblur.inference.restorer import Restorer  # noqa: E402
 from faceblur.train import cyclegan  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("stage1", None, "A demo stage-1 workdir (its checkpoints and selection.json).")
-flags.DEFINE_list("steps", [], "Its sample steps to try (default: every scored step).")
-flags.DEFINE_string("workdir", "runs/stage1_validation_gain", "One sub-folder per step.")
-flags.DEFINE_string("demo", "no_oracle", "configs/demo.py's argument for the SRN and synthesis.")
+
+
+def define_flags() -> None:
+  """Flags of the command line only, so that tests can import the module beside other tools."""
+  flags.DEFINE_string("stage1", None, "A demo stage-1 workdir (checkpoints, selection.json).")
+  flags.DEFINE_list("steps", [], "Its sample steps to try (default: every scored step).")
+  flags.DEFINE_string("workdir", "runs/stage1_validation_gain", "One sub-folder per step.")
+  flags.DEFINE_string("demo", "no_oracle", "configs/demo.py's argument for SRN and synthesis.")
 
 
 def validation_spec():
@@ -98,4 +102,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
