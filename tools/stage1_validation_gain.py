@@ -9,6 +9,7 @@ of the selection rule in the demo's world, not a way to select: a user with real
 no such faces. Each checkpoint resumes in its own sub-folder of --workdir.
 
   python tools/stage1_validation_gain.py --stage1=runs/demo/cyclegan --steps=400,600,800
+  python tools/stage1_validation_gain.py --stage1=runs/study/cyclegan --stage1_config=study
 """
 
 import json
@@ -25,6 +26,7 @@ import oracle_budget  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from configs import demo as demo_config  # noqa: E402
+from configs import study as study_config  # noqa: E402
 from faceblur import metrics, pipeline  # noqa: E402
 from faceblur.data import factory  # noqa: E402
 from faceblur.evaluate import intervals  # noqa: E402
@@ -41,6 +43,8 @@ def define_flags() -> None:
   flags.DEFINE_list("steps", [], "Its sample steps to try (default: every scored step).")
   flags.DEFINE_string("workdir", "runs/stage1_validation_gain", "One sub-folder per step.")
   flags.DEFINE_string("demo", "no_oracle", "configs/demo.py's argument for SRN and synthesis.")
+  flags.DEFINE_enum("stage1_config", "demo", ["demo", "study"], "The config --stage1 was "
+                    "trained with (its networks must match); synthesis and SRN stay the demo's.")
 
 
 def validation_spec():
@@ -64,6 +68,8 @@ def labels_from(stage1: pathlib.Path, step: int, workdir: pathlib.Path) -> pathl
     selection["rule"] = "set by tools/stage1_validation_gain.py"
     selection_path.write_text(json.dumps(selection))
   config = demo_config.get_config(FLAGS.demo)
+  if FLAGS.stage1_config == "study":
+    config.cyclegan = study_config.get_config().cyclegan
   config.stages = ("cyclegan", "synthesize", "srn")
   pipeline.run_pipeline(config, workdir)
   return workdir / "srn"
