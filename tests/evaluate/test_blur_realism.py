@@ -184,7 +184,8 @@ def test_sets_with_fewer_than_two_images_name_the_set(scenario):
 def test_precision_falls_by_the_share_of_synthetic_samples_off_the_real_support():
   """Hand-made features: a synthetic set drawn like the real one has precision and recall near
   1; moving a fifth of it far away lowers precision by about a fifth and leaves recall; a set
-  that covers only part of the real one keeps precision and loses recall. MMD^2, for contrast,
+  that covers only part of the real one keeps precision and loses recall; a small set drawn
+  like the real one covers it (recall uses the synthetic set's radii). MMD^2, for contrast,
   moves far less for the fifth than for the whole set moved (it is quadratic in the share)."""
   rng = np.random.default_rng(0)
   real = rng.normal(size=(400, 4))
@@ -198,6 +199,9 @@ def test_precision_falls_by_the_share_of_synthetic_samples_off_the_real_support(
   narrow = rng.normal(size=(400, 4)) * 0.3  # inside, but covering only the middle
   precision, recall = blur_realism.precision_recall(narrow, real)
   assert precision > 0.95 and recall < 0.6
+  # Few synthetic samples drawn like the real ones: their own (wide) balls cover the real set.
+  precision, recall = blur_realism.precision_recall(rng.normal(size=(40, 4)), real)
+  assert recall > 0.8
   moved = same + 6.0
   mmd_tail = blur_realism.mmd_two_sample(tail, real, num_permutations=1).mmd2
   mmd_all = blur_realism.mmd_two_sample(moved, real, num_permutations=1).mmd2
