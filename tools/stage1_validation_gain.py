@@ -10,6 +10,8 @@ no such faces. Each checkpoint resumes in its own sub-folder of --workdir.
 
   python tools/stage1_validation_gain.py --stage1=runs/demo/cyclegan --steps=400,600,800
   python tools/stage1_validation_gain.py --stage1=runs/study/cyclegan --stage1_config=study
+  python tools/stage1_validation_gain.py --stage1=runs/study/cyclegan --stage1_config=study \
+    --steps=6000 --stage2_steps=2000    # ours at the study's stage-2 budget
 """
 
 import json
@@ -45,6 +47,8 @@ def define_flags() -> None:
   flags.DEFINE_string("demo", "no_oracle", "configs/demo.py's argument for SRN and synthesis.")
   flags.DEFINE_enum("stage1_config", "demo", ["demo", "study"], "The config --stage1 was "
                     "trained with (its networks must match); synthesis and SRN stay the demo's.")
+  flags.DEFINE_integer("stage2_steps", 0, "Ours's training steps (0: the demo's); its folder "
+                       "is then step_<step>_srn<steps>, so budgets sit side by side.")
 
 
 def validation_spec():
@@ -70,6 +74,9 @@ def labels_from(stage1: pathlib.Path, step: int, workdir: pathlib.Path) -> pathl
   config = demo_config.get_config(FLAGS.demo)
   if FLAGS.stage1_config == "study":
     config.cyclegan = study_config.get_config().cyclegan
+  if FLAGS.stage2_steps:
+    config.srn.num_train_steps = FLAGS.stage2_steps
+    config.srn.checkpoint_every_steps = FLAGS.stage2_steps // 2  # a midpoint to score too
   config.stages = ("cyclegan", "synthesize", "srn")
   pipeline.run_pipeline(config, workdir)
   return workdir / "srn"
@@ -88,7 +95,8 @@ def main(argv):
   blurred_psnr = np.asarray(metrics.psnr(blurred, sharp))
   rows = []
   for step in steps:
-    restorer = Restorer(labels_from(stage1, step, pathlib.Path(FLAGS.workdir) / f"step_{step}"))
+    folder = f"step_{step}" + (f"_srn{FLAGS.stage2_steps}" if FLAGS.stage2_steps else "")
+    restorer = Restorer(labels_from(stage1, step, pathlib.Path(FLAGS.workdir) / folder))
     restored = np.concatenate([restorer.restore_batch(blurred[i:i + 16])
                                for i in range(0, len(blurred), 16)])
     gains = np.asarray(metrics.psnr(np.clip(restored, 0, 1), sharp)) - blurred_psnr

@@ -60,17 +60,18 @@ class Restorer:
   `stage` is 'srn' (the paper's deblurrer) or 'cyclegan' (its blurred -> sharp generator F,
   the CycleGAN used as a deblurrer); `workdir` is that stage's workdir, checkpoint folder or
   release. `use_ema=True` restores with the EMA weights (None: a release's default, for a
-  checkpoint the trained weights). Tiles: see the module docstring (`tile_megapixels` bounds
+  checkpoint the trained weights). `step` picks one of a run's checkpoints (None: its newest that
+  restores). Tiles: see the module docstring (`tile_megapixels` bounds
   the network's activations: about 0.5 GiB per megapixel for the reference SRN).
   """
 
   def __init__(self, workdir: str | pathlib.Path, *, stage: str = "srn", tile_size: int = 0,
                tile_megapixels: float = 2.0, tile_overlap: int = 32,
-               use_ema: bool | None = None):
+               use_ema: bool | None = None, step: int | None = None):
     if stage not in _STAGES:
       raise ConfigError(f"cannot restore with stage {stage!r}; use one of {', '.join(_STAGES)}")
     network_name, make_restore_fn = _STAGES[stage]
-    trained = load_trained(workdir, stage, use_ema=use_ema)
+    trained = load_trained(workdir, stage, step=step, use_ema=use_ema)
     self.stage = stage
     self.config = trained.config
     self.step = trained.step
