@@ -5,8 +5,10 @@ result but must never choose a variant, a checkpoint or a setting (the realism s
 validation photos does that). For each stage-1 workdir (a `kernel_blur*` G), the kernels of
 `--codes` random codes at the step `selection.json` selected (or `--step`); for the camera,
 the point spread at the frame's centre of `--codes` draws (`camera_blur.point_spread`). Per
-kernel: the mass within 1.5 px of its centre of mass, its peak and its RMS radius; the table
-gives their 10th, 50th and 90th percentiles.
+kernel: the mass within 1.5 px of its centre of mass, its peak and its RMS radius; and the
+sensor noise's standard deviation at mid-grey (0.18 in linear light) that each code, or each
+camera draw (`camera_blur.noise_sigma`), gives. The table has their 10th, 50th and 90th
+percentiles.
 
   python tools/kernel_spread.py runs/demo/cyclegan runs/select_stage1/kernel_blur
 """
@@ -28,6 +30,7 @@ from faceblur.train import cyclegan  # noqa: E402
 from faceblur.train.trained import load_trained  # noqa: E402
 
 FLAGS = flags.FLAGS
+MID_GREY = 0.18  # linear light
 
 
 def spread(kernels: np.ndarray) -> np.ndarray:
@@ -43,16 +46,19 @@ def spread(kernels: np.ndarray) -> np.ndarray:
                    np.sqrt(np.sum(kernels * radius ** 2, axis=(1, 2)))], axis=1)
 
 
-def generator_kernels(workdir: str, count: int) -> tuple[int, np.ndarray]:
+def generator_kernels(workdir: str, count: int) -> tuple[int, np.ndarray, np.ndarray]:
+  """G's kernels (N, k, k) and noise sigmas at mid-grey (N,) for `count` random codes."""
   step = FLAGS.step or cyclegan.read_selected_step(workdir)
   trained = load_trained(workdir, "cyclegan", step=step)
   g = nnx.merge(trained.networks["g"].graphdef, trained.params["g"])
-  kernels, _ = g.blur_parameters(jax.random.normal(jax.random.key(0), (count, g.code_dim)))
-  return trained.step, np.asarray(kernels)
+  kernels, noise = g.blur_parameters(jax.random.normal(jax.random.key(0), (count, g.code_dim)))
+  noise = np.asarray(noise)  # variance a * y + b in linear light
+  return trained.step, np.asarray(kernels), np.sqrt(noise[:, 0] * MID_GREY + noise[:, 1])
 
 
-def row(name: str, kernels: np.ndarray) -> str:
-  low, median, high = np.percentile(spread(kernels), [10, 50, 90], axis=0)
+def row(name: str, kernels: np.ndarray, noise_sigmas: np.ndarray) -> str:
+  figures = np.concatenate([spread(kernels), np.asarray(noise_sigmas)[:, None] * 100], axis=1)
+  low, median, high = np.percentile(figures, [10, 50, 90], axis=0)
   return f"| {name} | " + " | ".join(
       f"{a:.2f} / {b:.2f} / {c:.2f}" for a, b, c in zip(low, median, high, strict=True)) + " |"
 
@@ -62,13 +68,15 @@ def main(argv):
   model = camera_blur.CameraModel(max_shake=shake)
   camera = np.stack([camera_blur.point_spread(np.random.default_rng([99, index]), model)
                      for index in range(FLAGS.codes)])
+  camera_noise = [camera_blur.noise_sigma(np.random.default_rng([99, index]), model,
+                                          linear=MID_GREY) for index in range(FLAGS.codes)]
   print("| kernels (10th / 50th / 90th percentile) | mass within 1.5 px of the centre | peak | "
-        "RMS radius px |")
-  print("| --- | --- | --- | --- |")
-  print(row(f"the camera (shake {shake})", camera), flush=True)
+        "RMS radius px | noise sigma at mid-grey, % of white (linear) |")
+  print("| --- | --- | --- | --- | --- |")
+  print(row(f"the camera (shake {shake})", camera, camera_noise), flush=True)
   for workdir in argv[1:]:
-    step, kernels = generator_kernels(workdir, FLAGS.codes)
-    print(row(f"{workdir}, step {step}", kernels), flush=True)
+    step, kernels, noise_sigmas = generator_kernels(workdir, FLAGS.codes)
+    print(row(f"{workdir}, step {step}", kernels, noise_sigmas), flush=True)
 
 
 if __name__ == "__main__":

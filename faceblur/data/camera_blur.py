@@ -290,6 +290,20 @@ def point_spread(rng: np.random.Generator, model: CameraModel | None = None, *,
   return (window / window.sum()).astype(np.float32)
 
 
+def noise_sigma(rng: np.random.Generator, model: CameraModel | None = None, *,
+                linear: float = 0.18) -> float:
+  """The sensor noise's standard deviation at `linear` light (0.18: mid-grey), in linear light:
+  the photon count and read noise that `camera_blur` draws with this `rng`. For comparing a
+  learned noise model with the camera's."""
+  model = model if model is not None else CameraModel()
+  noise_rng = np.random.default_rng(rng.integers(0, 2 ** 63, size=_NUM_STAGES)[2])
+  if model.photons_at_white is None:
+    return 0.0
+  photons = _log_uniform(noise_rng, *model.photons_at_white)
+  read_noise = _log_uniform(noise_rng, *model.read_noise) if model.read_noise[0] > 0 else 0.0
+  return float(np.sqrt(linear / photons + read_noise ** 2))
+
+
 class CameraBlurredPairs:
   """Pairs made by passing any unpaired source through the simulated camera.
 

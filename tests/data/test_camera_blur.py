@@ -210,6 +210,22 @@ def test_point_spread_is_what_the_camera_does_to_a_point_with_the_same_draws():
   assert not np.allclose(kernels[0], kernels[1], atol=1e-3)
 
 
+def test_noise_sigma_is_the_noise_the_camera_adds_with_the_same_draws():
+  """`noise_sigma` (tools/kernel_spread.py's noise column) is the standard deviation that
+  `camera_blur`, with the same generator, leaves on a flat grey frame in linear light."""
+  model = CameraModel(**NO_BLUR, max_contrast=0.0, jpeg_quality=None)
+  grey = np.full((96, 96, 3), 117, np.uint8)
+  level = float(camera_blur.srgb_to_linear(np.float32(117 / 255)))
+  sigmas = []
+  for seed in range(3):
+    rendered = camera_blur.camera_blur(grey, np.random.default_rng(seed), model)
+    measured = float(np.std(camera_blur.srgb_to_linear(rendered / np.float32(255))))
+    sigma = camera_blur.noise_sigma(np.random.default_rng(seed), model, linear=level)
+    assert measured == pytest.approx(sigma, rel=0.05)
+    sigmas.append(sigma)
+  assert len(set(sigmas)) == 3  # other draws, other levels
+
+
 def test_blurred_faces_stay_aligned_with_the_sharp_ones():
   """Cross-correlation peak of sharp and default-camera faces: measured at 0 px for all 12
   (sub-pixel phase correlation: 0-0.6 px); without the re-centring it moves by several px."""
