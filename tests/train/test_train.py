@@ -12,6 +12,7 @@ from helpers import cyclegan_config, srn_config
 from PIL import Image
 
 from configs import cyclegan as cyclegan_variants
+from faceblur import metrics
 from faceblur.data import factory
 from faceblur.data import input_pipeline as data_pipeline
 from faceblur.errors import StorageError
@@ -257,6 +258,36 @@ def test_srn_evaluates_held_out_pairs_while_training(identity_srn):
   assert scores["ssim/restored"] == scores["ssim/blurred"]
   assert not factory.is_set(factory.source_spec("folder"))  # no path: no evaluation
   assert factory.is_set(factory.source_spec("paired_folder", path="pairs/test"))
+
+
+def test_srn_evaluation_batches_by_shape_and_scores_as_image_by_image():
+  """The held-out evaluation restores images of one shape together, in batches of at most
+  `EVAL_BATCH`; its means are those of restoring and scoring each image alone."""
+  config = srn_config()
+  config.eval_crop_size = 0  # whole images: two shapes here
+  config.eval_num_images = srn.EVAL_BATCH + 5
+  rng = np.random.default_rng(0)
+  shapes = [(24, 24, 3)] * (srn.EVAL_BATCH + 2) + [(28, 32, 3)] * 3
+  records = [{"blurred": rng.integers(0, 256, shape, np.uint8),
+              "sharp": rng.integers(0, 256, shape, np.uint8), "name": str(i)}
+             for i, shape in enumerate(shapes)]
+  network = srn.make_networks(config)[srn.NETWORK]
+  params = state_lib.init_params(lambda rngs: srn.module_factory(config)(rngs=rngs),
+                                 jax.random.key(0))
+  logged = {}
+  writer = mock.Mock(write_scalars=lambda step, scalars: logged.update(scalars))
+  srn._evaluator(config, network, records, writer)(1, mock.Mock(deblurrer=params))
+  restore = srn.make_restore_fn(network)
+  expected = {"psnr/blurred": [], "psnr/restored": [], "ssim/blurred": [], "ssim/restored": []}
+  for record in records:
+    blurred = (record["blurred"] / np.float32(255))[None]
+    sharp = (record["sharp"] / np.float32(255))[None]
+    for name, images in (("blurred", blurred), ("restored", restore(params, blurred))):
+      expected[f"psnr/{name}"].append(float(metrics.psnr(images, sharp)[0]))
+      expected[f"ssim/{name}"].append(float(metrics.ssim(images, sharp)[0]))
+  assert set(logged) == {f"eval/{name}" for name in expected}
+  for name, values in expected.items():
+    assert logged[f"eval/{name}"] == pytest.approx(np.mean(values), abs=1e-4)
 
 
 def test_the_train_step_compiles_once_though_a_parameter_starts_from_python_scalars():
