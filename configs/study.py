@@ -11,8 +11,12 @@ its failure. Run times are in README. On a GPU it takes minutes, and
 
   python main.py --config=configs/study.py --workdir=runs/study
   python main.py --config=configs/study.py:stage1=paper --workdir=runs/study_paper
+  python main.py --config=configs/study.py:demo_stage1 --workdir=runs/study_demo_stage1
 
-The argument takes the demo's oracle and stage-1 parts (`stage1=<variant>`, `no_oracle`).
+The argument takes the demo's oracle and stage-1 parts (`stage1=<variant>`, `no_oracle`), and
+`demo_stage1`: stage 1 and its selection exactly as the demo's (4 blocks, 800 steps on 400
+faces per domain), everything after it at the study's scale. An ablation of the stage-1 budget
+(README): a demo workdir's `cyclegan` folder can be copied in and is then not retrained.
 """
 
 import ml_collections
@@ -20,19 +24,21 @@ import ml_collections
 from configs import common, demo
 
 STAGE2_STEPS = 2000
+STAGE1_BUDGET_ARGUMENTS = ("", "demo_stage1")  # '': the study's stage 1 (6 blocks, 6000 steps)
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  oracle_arg, stage1_arg = common.parse_argument(
-      "study.py", arg, demo.ORACLE_ARGUMENTS, demo.STAGE1_ARGUMENTS)
+  oracle_arg, stage1_arg, budget_arg = common.parse_argument(
+      "study.py", arg, demo.ORACLE_ARGUMENTS, demo.STAGE1_ARGUMENTS, STAGE1_BUDGET_ARGUMENTS)
   config = demo.get_config(",".join(part for part in (oracle_arg, stage1_arg) if part))
-  stage1 = config.cyclegan
-  stage1.model.num_blocks = 6
-  stage1.num_train_steps = 6000
-  stage1.log_every_steps = 500
-  stage1.checkpoint_every_steps = 1000
-  stage1.sample_every_steps = 1000
-  stage1.data.sharp.count = stage1.data.blurred.count = 1000
+  if budget_arg != "demo_stage1":
+    stage1 = config.cyclegan
+    stage1.model.num_blocks = 6
+    stage1.num_train_steps = 6000
+    stage1.log_every_steps = 500
+    stage1.checkpoint_every_steps = 1000
+    stage1.sample_every_steps = 1000
+    stage1.data.sharp.count = stage1.data.blurred.count = 1000
 
   config.synthesize.source.count = 1500
   # Every SRN row gets the same budget: the oracle's row bounds ours only at ours's budget.

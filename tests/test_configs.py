@@ -80,7 +80,8 @@ def test_demo_oracle_trains_a_third_srn_on_the_test_blur_and_evaluates_it(tmp_pa
     demo.get_config("oracl")
 
 
-@pytest.mark.parametrize("name,arg", [("demo", ""), ("study", ""), ("study", "stage1=paper")])
+@pytest.mark.parametrize("name,arg", [("demo", ""), ("study", ""), ("study", "stage1=paper"),
+                                      ("study", "demo_stage1")])
 def test_every_srn_row_gets_the_same_stage2_budget(name, arg):
   """The oracle bounds ours only at ours's budget: the study once left its oracle at the demo's
   400 steps while ours and the kernel baseline trained 1000."""
@@ -91,6 +92,19 @@ def test_every_srn_row_gets_the_same_stage2_budget(name, arg):
   budget = lambda stage: (stage.num_train_steps, stage.batch_size, stage.data.crop_size,  # noqa: E731
                           stage.optimizer.to_dict(), stage.model.to_dict())
   assert len({repr(budget(config[stage])) for stage in stages}) == 1
+
+
+def test_the_study_with_the_demos_stage1_differs_from_the_study_in_stage1_only():
+  """`study.py:demo_stage1` is the stage-1 budget ablation: the demo's stage 1, so a demo
+  workdir's stage 1 resumes as trained, and the study's everything else."""
+  from configs import demo, study
+
+  ablation, full = study.get_config("demo_stage1"), study.get_config()
+  assert ablation.cyclegan.to_dict() == demo.get_config().cyclegan.to_dict()
+  assert ablation.cyclegan.to_dict() != full.cyclegan.to_dict()
+  for name in ablation.stages:
+    if name != "cyclegan":
+      assert ablation[name].to_dict() == full[name].to_dict(), name
 
 
 def test_oracle_budget_tool_trains_the_demos_oracle_alone():

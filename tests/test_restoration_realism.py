@@ -1,0 +1,36 @@
+"""tools/restoration_realism.py: a label-free score of trained deblurrers."""
+
+import numpy as np
+import pytest
+from helpers import load_tool
+
+from configs import demo
+from faceblur.inference.restorer import Restorer
+
+
+@pytest.fixture(scope="module")
+def tool():
+  return load_tool("restoration_realism")
+
+
+def test_rank_agreement_is_one_when_the_lowest_score_gains_most(tool):
+  assert tool.rank_agreement([0.1, 0.2, 0.3], [3.0, 2.0, 1.0]) == pytest.approx(1.0)
+  assert tool.rank_agreement([0.1, 0.2, 0.3], [1.0, 2.0, 3.0]) == pytest.approx(-1.0)
+
+
+def test_it_restores_the_stage1_validation_photos_and_compares_with_the_sharp_domain(tool):
+  """The score reads only what a user has: the blurred domain's validation photos (never a
+  test face) and the sharp domain's photos."""
+  stage1 = demo.get_config().cyclegan.data
+  test = demo.get_config().evaluate.test_sets.camera_blurred
+  assert stage1.blurred_validation.split == "blurred" and test.base.split == "test"
+  photos = tool.photos(demo.get_config("tiny").cyclegan.data.blurred_validation, 3)
+  assert photos.shape == (3, 64, 64, 3) and photos.dtype == np.float32  # the demo faces' size
+  assert 0.0 <= photos.min() and photos.max() <= 1.0
+
+
+def test_restore_all_batches_and_clips(tool, identity_srn):
+  images = np.random.default_rng(0).uniform(0, 1, (tool.BATCH + 3, 24, 24, 3)).astype(np.float32)
+  restored = tool.restore_all(Restorer(identity_srn), images)
+  assert restored.shape == images.shape
+  np.testing.assert_allclose(restored, images, atol=1e-5)  # the identity SRN
