@@ -5,7 +5,6 @@ import pytest
 from helpers import load_tool
 
 from configs import demo
-from faceblur.inference.restorer import Restorer
 
 
 @pytest.fixture(scope="module")
@@ -21,16 +20,13 @@ def test_rank_agreement_is_one_when_the_lowest_score_gains_most(tool):
 def test_it_restores_the_stage1_validation_photos_and_compares_with_the_sharp_domain(tool):
   """The score reads only what a user has: the blurred domain's validation photos (never a
   test face) and the sharp domain's photos."""
+  blurred, sharp = tool.reference_specs()
   stage1 = demo.get_config().cyclegan.data
+  assert blurred == stage1.blurred_validation and sharp == stage1.sharp
   test = demo.get_config().evaluate.test_sets.camera_blurred
-  assert stage1.blurred_validation.split == "blurred" and test.base.split == "test"
+  assert blurred.split == "blurred" and sharp.split == "train" and test.base.split == "test"
   photos = tool.photos(demo.get_config("tiny").cyclegan.data.blurred_validation, 3)
   assert photos.shape == (3, 64, 64, 3) and photos.dtype == np.float32  # the demo faces' size
   assert 0.0 <= photos.min() and photos.max() <= 1.0
 
 
-def test_restore_all_batches_and_clips(tool, identity_srn):
-  images = np.random.default_rng(0).uniform(0, 1, (tool.BATCH + 3, 24, 24, 3)).astype(np.float32)
-  restored = tool.restore_all(Restorer(identity_srn), images)
-  assert restored.shape == images.shape
-  np.testing.assert_allclose(restored, images, atol=1e-5)  # the identity SRN

@@ -38,3 +38,29 @@ def test_an_identity_deblurrer_gains_nothing_and_rows_pair_with_the_first(tool, 
 def test_a_step_the_run_never_saved_is_named(identity_srn):
   with pytest.raises(CheckpointError):
     Restorer(identity_srn, step=7)
+
+
+def test_restore_all_batches_and_clips(tool, identity_srn):
+  images = np.random.default_rng(0).uniform(0, 1, (tool.BATCH + 3, 24, 24, 3)).astype(np.float32)
+  restored = tool.restore_all(Restorer(identity_srn), images)
+  assert restored.shape == images.shape
+  np.testing.assert_allclose(restored, images, atol=1e-5)  # the identity SRN
+
+
+def test_the_validation_faces_are_the_blurred_domains_people_not_the_test_people(tool):
+  """The tools that check rules against ground truth score these faces, so they must be the
+  stage-1 blurred domain's people, never the test people."""
+  from configs import demo
+
+  scored = tool.validation_spec()
+  test = demo.get_config().evaluate.test_sets.camera_blurred
+  assert scored.base.split == "blurred" and test.base.split == "test"
+  assert scored.seed != test.seed and scored.max_shake == test.max_shake
+
+
+def test_the_other_validation_tools_load_and_score_through_this_one():
+  """stage1_validation_gain and restoration_realism import the validation faces and the gains
+  from here, so every ground-truth check scores the same faces the same way."""
+  here = pathlib.Path(load_tool("validation_gain").__file__).resolve()
+  for name in ("stage1_validation_gain", "restoration_realism"):
+    assert pathlib.Path(load_tool(name).validation_gain.__file__).resolve() == here

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import numpy as np  # noqa: E402
 import scipy.stats  # noqa: E402
+import validation_gain  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from configs import demo as demo_config  # noqa: E402
@@ -36,7 +37,6 @@ from faceblur.images import to_float  # noqa: E402
 from faceblur.inference.restorer import Restorer  # noqa: E402
 
 FLAGS = flags.FLAGS
-BATCH = 16
 
 
 def define_flags() -> None:
@@ -50,9 +50,11 @@ def photos(spec, count: int) -> np.ndarray:
   return np.stack([to_float(source[i]["image"]) for i in range(min(count, len(source)))])
 
 
-def restore_all(restorer, images: np.ndarray) -> np.ndarray:
-  return np.clip(np.concatenate([restorer.restore_batch(images[i:i + BATCH])
-                                 for i in range(0, len(images), BATCH)]), 0.0, 1.0)
+def reference_specs():
+  """What the score reads: the stage-1 blurred domain's validation photos (restored) and its
+  sharp domain's photos (the reference), both from the demo's stage-1 config; no test face."""
+  stage1 = demo_config.get_config().cyclegan.data
+  return stage1.blurred_validation, stage1.sharp
 
 
 def rank_agreement(scores: list[float], gains: list[float]) -> float:
@@ -61,16 +63,13 @@ def rank_agreement(scores: list[float], gains: list[float]) -> float:
 
 
 def main(argv):
-  import stage1_validation_gain  # noqa: PLC0415  (the validation faces, defined once there)
-  import validation_gain  # noqa: PLC0415
-
   paths = argv[1:]
   if not paths:
     raise app.UsageError("give one or more SRN workdirs or checkpoint folders (workdir@step)")
-  stage1 = demo_config.get_config().cyclegan.data
-  real_blurred = photos(stage1.blurred_validation, FLAGS.count)
-  sharp_features = blur_realism.blur_features(photos(stage1.sharp, FLAGS.count))
-  blurred, sharp = stage1_validation_gain.validation_pairs()
+  blurred_spec, sharp_spec = reference_specs()
+  real_blurred = photos(blurred_spec, FLAGS.count)
+  sharp_features = blur_realism.blur_features(photos(sharp_spec, FLAGS.count))
+  blurred, sharp = validation_gain.validation_pairs()
   rows = [("the blurred photos, not restored",
            blur_realism.score_against(sharp_features, real_blurred, num_permutations=20), None)]
   for path in paths:
@@ -79,7 +78,8 @@ def main(argv):
       restorer = Restorer(workdir, step=step)
     except FaceblurError as error:
       sys.exit(f"{path}: {error}")
-    result = blur_realism.score_against(sharp_features, restore_all(restorer, real_blurred),
+    result = blur_realism.score_against(sharp_features,
+                                        validation_gain.restore_all(restorer, real_blurred),
                                         num_permutations=20)
     gains = validation_gain.gains(restorer, blurred, sharp)
     rows.append((f"{path} (step {restorer.step})", result, gains))

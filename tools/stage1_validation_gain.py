@@ -24,15 +24,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 import numpy as np  # noqa: E402
-import oracle_budget  # noqa: E402
+import validation_gain  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from configs import demo as demo_config  # noqa: E402
 from configs import study as study_config  # noqa: E402
-from faceblur import metrics, pipeline  # noqa: E402
-from faceblur.data import factory  # noqa: E402
+from faceblur import pipeline  # noqa: E402
 from faceblur.evaluate import intervals  # noqa: E402
-from faceblur.images import to_float  # noqa: E402
 from faceblur.inference.restorer import Restorer  # noqa: E402
 from faceblur.train import cyclegan  # noqa: E402
 
@@ -49,17 +47,6 @@ def define_flags() -> None:
                     "trained with (its networks must match); synthesis and SRN stay the demo's.")
   flags.DEFINE_integer("stage2_steps", 0, "Ours's training steps (0: the demo's); its folder "
                        "is then step_<step>_srn<steps>, so budgets sit side by side.")
-
-
-def validation_spec():
-  """oracle_budget's validation faces: the test camera on the stage-1 blurred domain's people."""
-  return oracle_budget.validation_spec(demo_config.get_config().evaluate.test_sets.camera_blurred)
-
-
-def validation_pairs() -> tuple[np.ndarray, np.ndarray]:
-  pairs = factory.make_paired_source(validation_spec(), image_size=64)
-  return (np.stack([to_float(pairs[i]["blurred"]) for i in range(len(pairs))]),
-          np.stack([to_float(pairs[i]["sharp"]) for i in range(len(pairs))]))
 
 
 def labels_from(stage1: pathlib.Path, step: int, workdir: pathlib.Path) -> pathlib.Path:
@@ -91,15 +78,12 @@ def main(argv):
              json.loads((stage1 / cyclegan.SELECTION_FILE).read_text())["steps"]}
   steps = [int(step) for step in FLAGS.steps] or sorted(
       step for step, entry in entries.items() if "realism/mmd2" in entry)
-  blurred, sharp = validation_pairs()
-  blurred_psnr = np.asarray(metrics.psnr(blurred, sharp))
+  blurred, sharp = validation_gain.validation_pairs()
   rows = []
   for step in steps:
     folder = f"step_{step}" + (f"_srn{FLAGS.stage2_steps}" if FLAGS.stage2_steps else "")
     restorer = Restorer(labels_from(stage1, step, pathlib.Path(FLAGS.workdir) / folder))
-    restored = np.concatenate([restorer.restore_batch(blurred[i:i + 16])
-                               for i in range(0, len(blurred), 16)])
-    gains = np.asarray(metrics.psnr(np.clip(restored, 0, 1), sharp)) - blurred_psnr
+    gains = validation_gain.gains(restorer, blurred, sharp)
     rows.append((step, gains))
     print(json.dumps({"step": step, "gain_db": round(float(gains.mean()), 3)}), flush=True)
   print("\n| stage-1 step | realism MMD² (validation photos) | precision | G(s) PSNR | "

@@ -20,21 +20,41 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 import numpy as np  # noqa: E402
+import oracle_budget  # noqa: E402
 from absl import app  # noqa: E402
 
+from configs import demo as demo_config  # noqa: E402
 from faceblur import metrics  # noqa: E402
+from faceblur.data import factory  # noqa: E402
 from faceblur.errors import ConfigError, FaceblurError  # noqa: E402
 from faceblur.evaluate import intervals  # noqa: E402
+from faceblur.images import to_float  # noqa: E402
 from faceblur.inference.restorer import Restorer  # noqa: E402
 
 BATCH = 16
 
 
+def validation_spec():
+  """oracle_budget's validation faces: the test camera on the stage-1 blurred domain's people."""
+  return oracle_budget.validation_spec(demo_config.get_config().evaluate.test_sets.camera_blurred)
+
+
+def validation_pairs() -> tuple[np.ndarray, np.ndarray]:
+  """The validation faces, (blurred, sharp) float32 NHWC in [0, 1]."""
+  pairs = factory.make_paired_source(validation_spec(), image_size=64)
+  return (np.stack([to_float(pairs[i]["blurred"]) for i in range(len(pairs))]),
+          np.stack([to_float(pairs[i]["sharp"]) for i in range(len(pairs))]))
+
+
+def restore_all(restorer: Restorer, images: np.ndarray) -> np.ndarray:
+  """`images` restored in batches of `BATCH`, clipped to [0, 1]."""
+  return np.clip(np.concatenate([restorer.restore_batch(images[i:i + BATCH])
+                                 for i in range(0, len(images), BATCH)]), 0.0, 1.0)
+
+
 def gains(restorer: Restorer, blurred: np.ndarray, sharp: np.ndarray) -> np.ndarray:
   """Per-face PSNR gain (dB) of `restorer` over the blurred input."""
-  restored = np.concatenate([restorer.restore_batch(blurred[i:i + BATCH])
-                             for i in range(0, len(blurred), BATCH)])
-  return (np.asarray(metrics.psnr(np.clip(restored, 0.0, 1.0), sharp))
+  return (np.asarray(metrics.psnr(restore_all(restorer, blurred), sharp))
           - np.asarray(metrics.psnr(blurred, sharp)))
 
 
@@ -63,9 +83,7 @@ def main(argv):
   paths = argv[1:]
   if not paths:
     raise app.UsageError("give one or more SRN workdirs or checkpoint folders")
-  import stage1_validation_gain  # noqa: PLC0415  (the validation faces, defined once there)
-
-  blurred, sharp = stage1_validation_gain.validation_pairs()
+  blurred, sharp = validation_pairs()
   rows = []
   for path in paths:
     workdir, step = parse(path)
