@@ -25,7 +25,8 @@ def test_it_restores_the_stage1_validation_photos_and_compares_with_the_sharp_do
   assert blurred == stage1.blurred_validation and sharp == stage1.sharp
   test = demo.get_config().evaluate.test_sets.camera_blurred
   assert blurred.split == "blurred" and sharp.split == "train" and test.base.split == "test"
-  photos = tool.photos(demo.get_config("tiny").cyclegan.data.blurred_validation, 3)
+  spec = demo.get_config("tiny").cyclegan.data.blurred_validation
+  photos = tool.photos(spec, 3, spec.seed)
   assert photos.shape == (3, 64, 64, 3) and photos.dtype == np.float32  # the demo faces' size
   assert 0.0 <= photos.min() and photos.max() <= 1.0
 

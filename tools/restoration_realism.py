@@ -28,12 +28,11 @@ import numpy as np  # noqa: E402
 import scipy.stats  # noqa: E402
 import validation_gain  # noqa: E402
 from absl import app, flags  # noqa: E402
+from realism_noise import photos  # noqa: E402
 
 from configs import demo as demo_config  # noqa: E402
 from faceblur import blur_realism  # noqa: E402
-from faceblur.data import factory  # noqa: E402
 from faceblur.errors import FaceblurError  # noqa: E402
-from faceblur.images import to_float  # noqa: E402
 from faceblur.inference.restorer import Restorer  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -42,12 +41,6 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
   flags.DEFINE_integer("count", 300, "Real blurred validation photos restored, and sharp photos "
                        "compared with.")
-
-
-def photos(spec, count: int) -> np.ndarray:
-  """The first `count` images of a demo source, float32 NHWC in [0, 1]."""
-  source = factory.make_source(spec, image_size=64)
-  return np.stack([to_float(source[i]["image"]) for i in range(min(count, len(source)))])
 
 
 def reference_specs():
@@ -67,8 +60,8 @@ def main(argv):
   if not paths:
     raise app.UsageError("give one or more SRN workdirs or checkpoint folders (workdir@step)")
   blurred_spec, sharp_spec = reference_specs()
-  real_blurred = photos(blurred_spec, FLAGS.count)
-  sharp_features = blur_realism.blur_features(photos(sharp_spec, FLAGS.count))
+  real_blurred = photos(blurred_spec, FLAGS.count, blurred_spec.seed)
+  sharp_features = blur_realism.blur_features(photos(sharp_spec, FLAGS.count, sharp_spec.seed))
   blurred, sharp = validation_gain.validation_pairs()
   rows = [("the blurred photos, not restored",
            blur_realism.score_against(sharp_features, real_blurred, num_permutations=20), None)]
