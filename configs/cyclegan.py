@@ -119,6 +119,9 @@ def get_config(arg: str = "folders") -> ml_collections.ConfigDict:
   # Every sample step's checkpoint stays: the blur-realism selection may choose any of them.
   config.keep_checkpoint_every_steps = config.get_ref("sample_every_steps")
   config.num_samples = 4
+  # Faces the hidden-channel diagnostic sends through F (three times each sample step); the
+  # realism scores G on all `validation_count` of them.
+  config.hidden_count = 100
   if recipe == "paper_code":
     config.data.load_size = config.data.crop_size = 256
     config.data.random_flip = False

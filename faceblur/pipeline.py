@@ -111,8 +111,10 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: pathlib.Path):
   trained_srns = [stage for stage in config.stages if config[stage].job == "srn"]
   started = time.perf_counter()
   report = None
+  stage_minutes = {}
   for stage in config.stages:
     print(f"\n=== {stage} ===", flush=True)
+    stage_started = time.perf_counter()
     job = config[stage].job
     if job == "cyclegan":
       cyclegan.train_and_evaluate(config[stage], workdir / stage)
@@ -131,6 +133,7 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: pathlib.Path):
       from faceblur.evaluate import evaluation  # noqa: PLC0415
 
       report = evaluation.evaluate(config[stage], workdir / "evaluation")
+    stage_minutes[stage] = (time.perf_counter() - stage_started) / 60
   if report:
     for set_name, quality in ((name, entry["quality"])
                               for name, entry in report["test_sets"].items()):
@@ -140,7 +143,9 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: pathlib.Path):
               f"{quality['ours']['psnr']:.2f} dB (restored), {gain:+.2f} dB; SSIM "
               f"{quality['blurred']['ssim']:.4f} -> {quality['ours']['ssim']:.4f}", flush=True)
   minutes = (time.perf_counter() - started) / 60
-  print(f"\nPipeline finished in {minutes:.1f} min. Everything is under {workdir}:", flush=True)
+  print(f"\nPipeline finished in {minutes:.1f} min ("
+        + ", ".join(f"{stage} {spent:.1f}" for stage, spent in stage_minutes.items())
+        + f"). Everything is under {workdir}:", flush=True)
   for name in ("cyclegan/samples", PAIRS, *trained_srns, "evaluation/report.md"):
     if (workdir / name).exists():
       print(f"  {workdir / name}", flush=True)

@@ -28,6 +28,9 @@ CPU_COMPILER_OPTIONS = {
     "xla_cpu_experimental_ynn_fusion_type":
         "LIBRARY_FUSION_TYPE_REDUCE,LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
 }
+# For a function that runs once (a train state's initialisers): LLVM's optimisations take
+# most of its compile time, which no run pays back ("Compile time" in bench/RESULTS.md).
+RUN_ONCE_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
 @functools.cache
@@ -40,10 +43,14 @@ def cpu_has_avx512() -> bool:
   return "avx512f" in cpuinfo.split()
 
 
-def jit(fn: Callable, *, forward_only: bool = False, **kwargs: Any):
+def jit(fn: Callable, *, forward_only: bool = False, run_once: bool = False, **kwargs: Any):
   """`jax.jit(fn, **kwargs)`, with `CPU_COMPILER_OPTIONS` while `faceblur.ops`' CPU tricks
   apply. `forward_only=True` (no gradients are taken of `fn`) leaves XLA:CPU's defaults, i.e.
-  YNNPACK's convolutions, on a CPU with AVX-512."""
-  if ops.cpu_tricks_apply() and not (forward_only and cpu_has_avx512()):
+  YNNPACK's convolutions, on a CPU with AVX-512. `run_once=True` (a function called once per
+  process, such as an initialiser) compiles without LLVM's optimisations instead: the compile
+  is about 3x faster, and the results differ from an optimised build only in rounding."""
+  if ops.cpu_tricks_apply() and run_once:
+    kwargs.setdefault("compiler_options", RUN_ONCE_COMPILER_OPTIONS)
+  elif ops.cpu_tricks_apply() and not (forward_only and cpu_has_avx512()):
     kwargs.setdefault("compiler_options", CPU_COMPILER_OPTIONS)
   return jax.jit(fn, **kwargs)

@@ -344,9 +344,10 @@ def _sampler(config, networks, sharp_source, workdir: pathlib.Path, writer: Metr
   The diagnostic is the PSNR of F(G(sharp)) against sharp, as is, after Gaussian noise of
   3/255 on G(sharp) and after JPEG at quality 75. A G that hides the face in a low-amplitude
   signal gets it back nearly whole as is and loses most of it under the perturbations; a G
-  that blurs loses the same either way. The realism (`blur_realism`, MMD^2 of blur features)
-  needs no paired ground truth, and its validation photos are of the training people, never a
-  test face: it is what selects the checkpoint synthesis uses (`selection.json`).
+  that blurs loses the same either way. It scores the first `hidden_count` faces. The realism
+  (`blur_realism`, MMD^2 of blur features) needs no paired ground truth, and its validation
+  photos are of the training people, never a test face: it is what selects the checkpoint
+  synthesis uses (`selection.json`).
   """
   transform = data_pipeline.cyclegan_transform(config.data.load_size, config.data.crop_size,
                                                train=False)
@@ -361,25 +362,27 @@ def _sampler(config, networks, sharp_source, workdir: pathlib.Path, writer: Metr
     real_features = blur_realism.blur_features(
         _transformed(validation, transform, validation_count))
   codes, noise_keys = generator_randomness(config, jax.random.key(config.seed), len(sharp))
+  hidden = min(len(sharp), max(config.get("hidden_count", 100), config.num_samples))
 
   @compilation.jit
   def translate(g, f, images, noise_key):
     fake_blurred = networks["g"].apply(g, images, codes, noise_keys).astype(jnp.float32)
-    noisy = fake_blurred + HIDDEN_NOISE_STD * jax.random.normal(noise_key, fake_blurred.shape)
-    cycled = networks["f"].apply(f, fake_blurred).astype(jnp.float32)
+    scored = fake_blurred[:hidden]
+    noisy = scored + HIDDEN_NOISE_STD * jax.random.normal(noise_key, scored.shape)
+    cycled = networks["f"].apply(f, scored).astype(jnp.float32)
     cycled_noisy = networks["f"].apply(f, noisy).astype(jnp.float32)
     return fake_blurred, cycled, cycled_noisy
 
   deblur = compilation.jit(lambda f, images: networks["f"].apply(f, images).astype(jnp.float32))
 
   def psnr(images: np.ndarray) -> float:
-    return float(np.mean(np.asarray(metrics.psnr(np.clip(images, 0, 1), sharp))))
+    return float(np.mean(np.asarray(metrics.psnr(np.clip(images, 0, 1), sharp[:len(images)]))))
 
   def hook(step: int, state: CycleGANState) -> None:
     fake_blurred, cycled, cycled_noisy = jax.device_get(
         translate(state.g, state.f, sharp, jax.random.key(config.seed + 1)))
     cycled_jpeg = np.asarray(deblur(state.f, blur_generator.jpeg_round_trip(
-        fake_blurred, np.full(len(fake_blurred), HIDDEN_JPEG_QUALITY))))
+        fake_blurred[:hidden], np.full(hidden, HIDDEN_JPEG_QUALITY))))
     scores = {"hidden/cycle_psnr": psnr(cycled),
               f"hidden/cycle_psnr_noise_{round(HIDDEN_NOISE_STD * 255)}": psnr(cycled_noisy),
               f"hidden/cycle_psnr_jpeg_{HIDDEN_JPEG_QUALITY}": psnr(cycled_jpeg),

@@ -25,6 +25,7 @@ from flax import nnx, struct
 from jax.sharding import Mesh
 
 from faceblur.errors import ConfigError
+from faceblur.ops import compilation
 from faceblur.train import partitioning
 
 
@@ -132,10 +133,10 @@ def create_train_state(
 
   Initialising under `jit` compiles all initialisers at once (creating NNX modules eagerly
   compiles each one separately, seconds for SRN) and works across hosts, where every
-  process must produce the same replicated arrays.
+  process must produce the same replicated arrays. It runs once, so it compiles unoptimised.
   """
-  return jax.jit(lambda key: _strongly_typed(init_fn(key)),
-                 out_shardings=partitioning.replicated(mesh))(jax.random.PRNGKey(seed))
+  return compilation.jit(lambda key: _strongly_typed(init_fn(key)), run_once=True,
+                         out_shardings=partitioning.replicated(mesh))(jax.random.PRNGKey(seed))
 
 
 def _strongly_typed(tree):

@@ -11,6 +11,8 @@ from faceblur import ops
 from faceblur.models import PatchDiscriminator, ResnetGenerator, SRNDeblurNet
 from faceblur.models.layers import ConvTranspose
 from faceblur.ops import compilation, cpu_convolutions
+from faceblur.train import partitioning
+from faceblur.train import state as state_lib
 
 _FORMER_SWITCH = "FACEBLUR_CPU_COMPILER_OPTIONS"
 
@@ -103,6 +105,10 @@ def _model_convolutions(monkeypatch) -> tuple[set, set, dict]:
   with monkeypatch.context() as patch:
     patch.setattr(jax, "jit", lambda fn, **kwargs: kwargs)
     jit_kwargs = compilation.jit(lambda x: x)
+    run_once_kwargs = compilation.jit(lambda x: x, run_once=True)
+    assert ("compiler_options" in run_once_kwargs) == ("compiler_options" in jit_kwargs)
+    if "compiler_options" in run_once_kwargs:
+      assert run_once_kwargs["compiler_options"] == compilation.RUN_ONCE_COMPILER_OPTIONS
   return convs, transposed, jit_kwargs
 
 
@@ -141,6 +147,20 @@ def test_switch_on_gives_the_rewrites_on_a_cpu_only(switch, monkeypatch, value):
   assert convs == {jax.lax.conv_general_dilated}
   assert transposed == {ops.plain_transposed_conv}
   assert "compiler_options" not in jit_kwargs
+
+
+def test_run_once_compiles_the_same_initial_state(switch):
+  """A train state initialised unoptimised (`run_once`, what `create_train_state` does) holds
+  the values of an optimised build up to rounding."""
+  def init(key):
+    make = lambda rngs: SRNDeblurNet(features=4, num_scales=2, rngs=rngs)  # noqa: E731
+    return {"params": state_lib.init_params(make, key)}
+
+  switch(ops.SWITCH, "on")
+  unoptimised = state_lib.create_train_state(init, 0, partitioning.make_mesh(1))
+  optimised = compilation.jit(init)(jax.random.PRNGKey(0))
+  for a, b in zip(jax.tree.leaves(unoptimised), jax.tree.leaves(optimised), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_both_switch_positions_compute_the_same_generator(switch):
