@@ -4,7 +4,8 @@ A diagnostic for the demo's world only: it reads the camera's process, so it may
 result but must never choose a variant, a checkpoint or a setting (the realism score on
 validation photos does that). For each stage-1 workdir (a `kernel_blur*` G), the kernels of
 `--codes` random codes at the step `selection.json` selected (or `--step`); for the camera,
-the point spread at the frame's centre of `--codes` draws (`camera_blur.point_spread`). Per
+the point spread of `--codes` draws (`camera_blur.point_spread`), at the frame's centre and at
+a random point of the frame's interior (roll and zoom blur the frame's edges more). Per
 kernel: the mass within 1.5 px of its centre of mass, its peak and its RMS radius; and the
 sensor noise's standard deviation at mid-grey (0.18 in linear light) that each code, or each
 camera draw (`camera_blur.noise_sigma`), gives. The table has their 10th, 50th and 90th
@@ -31,6 +32,7 @@ from faceblur.train.trained import load_trained  # noqa: E402
 
 FLAGS = flags.FLAGS
 MID_GREY = 0.18  # linear light
+SIZE, RADIUS = 64, 10  # the demo's frame; point spreads of 21 x 21 px
 
 
 def spread(kernels: np.ndarray) -> np.ndarray:
@@ -70,10 +72,17 @@ def main(argv):
                      for index in range(FLAGS.codes)])
   camera_noise = [camera_blur.noise_sigma(np.random.default_rng([99, index]), model,
                                           linear=MID_GREY) for index in range(FLAGS.codes)]
+  positions = np.random.default_rng(98).integers(RADIUS, SIZE - RADIUS, size=(FLAGS.codes, 2))
+  across = np.stack([camera_blur.point_spread(np.random.default_rng([99, index]), model,
+                                              size=SIZE, radius=RADIUS, position=tuple(position))
+                     for index, position in enumerate(positions)])
   print("| kernels (10th / 50th / 90th percentile) | mass within 1.5 px of the centre | peak | "
         "RMS radius px | noise sigma at mid-grey, % of white (linear) |")
   print("| --- | --- | --- | --- | --- |")
-  print(row(f"the camera (shake {shake})", camera, camera_noise), flush=True)
+  print(row(f"the camera (shake {shake}), at the frame's centre", camera, camera_noise),
+        flush=True)
+  print(row(f"the camera (shake {shake}), anywhere in the frame's interior", across,
+            camera_noise), flush=True)
   for workdir in argv[1:]:
     step, kernels, noise_sigmas = generator_kernels(workdir, FLAGS.codes)
     print(row(f"{workdir}, step {step}", kernels, noise_sigmas), flush=True)

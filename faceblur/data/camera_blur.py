@@ -271,22 +271,27 @@ def camera_blur(image: np.ndarray, rng: np.random.Generator,
 
 
 def point_spread(rng: np.random.Generator, model: CameraModel | None = None, *,
-                 size: int = 64, radius: int = 10) -> np.ndarray:
-  """The optics' point spread at the centre of a `size` px frame: float32 (2 radius + 1,) * 2,
-  sum 1, in linear light. The same draws as `camera_blur`'s defocus and shake stages with
-  this `rng`; no noise, tone curve or JPEG. For comparing learned kernels with the camera's."""
+                 size: int = 64, radius: int = 10,
+                 position: tuple[int, int] | None = None) -> np.ndarray:
+  """The optics' point spread at `position` (row, column; None: the centre) of a `size` px
+  frame: float32 (2 radius + 1,) * 2, sum 1, in linear light. The same draws as `camera_blur`'s
+  defocus and shake stages with this `rng`; no noise, tone curve or JPEG. For comparing
+  learned kernels with the camera's. Roll and zoom blur a point more the further it lies from
+  their centre, so away from the frame's centre the spread is wider."""
   model = model if model is not None else CameraModel()
+  row, column = (size // 2, size // 2) if position is None else position
+  if not (radius <= row < size - radius and radius <= column < size - radius):
+    raise ValueError(f"position {position} leaves no {radius} px margin in a {size} px frame")
   shake_rng, defocus_rng, *_ = (
       np.random.default_rng(seed) for seed in rng.integers(0, 2 ** 63, size=_NUM_STAGES))
   point = np.zeros((size, size, 1), np.float32)
-  point[size // 2, size // 2] = 1.0
+  point[row, column] = 1.0
   defocus = defocus_rng.uniform(0.0, model.max_defocus * size)
   if defocus >= 0.5:
     point = blur_kernels.blur_image(point, disc_psf(defocus), noise_std=0.0)
   if model.max_shake > 0 or model.max_roll_deg > 0 or model.max_zoom > 0:
     point = _render_shake(point, *_shake_poses(shake_rng, size, size, model))
-  window = point[size // 2 - radius:size // 2 + radius + 1,
-                 size // 2 - radius:size // 2 + radius + 1, 0]
+  window = point[row - radius:row + radius + 1, column - radius:column + radius + 1, 0]
   return (window / window.sum()).astype(np.float32)
 
 

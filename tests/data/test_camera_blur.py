@@ -210,6 +210,34 @@ def test_point_spread_is_what_the_camera_does_to_a_point_with_the_same_draws():
   assert not np.allclose(kernels[0], kernels[1], atol=1e-3)
 
 
+def test_point_spread_away_from_the_centre():
+  """Without roll or zoom a shake blurs every point alike, so the spread is the same anywhere
+  in the frame; roll and zoom blur a point more the further it lies from their centre."""
+  def rms_radius(psf):
+    offsets = np.arange(psf.shape[0]) - psf.shape[0] // 2
+    rows, cols = np.meshgrid(offsets, offsets, indexing="ij")
+    row, col = (psf * rows).sum(), (psf * cols).sum()
+    return float(np.sqrt((psf * ((rows - row) ** 2 + (cols - col) ** 2)).sum()))
+
+  uniform = CameraModel(max_shake=0.1, max_roll_deg=0.0, max_zoom=0.0, **CLEAN)
+  for seed in range(3):
+    centre = camera_blur.point_spread(np.random.default_rng(seed), uniform)
+    np.testing.assert_array_equal(
+        centre, camera_blur.point_spread(np.random.default_rng(seed), uniform,
+                                         position=(32, 32)))
+    np.testing.assert_allclose(
+        camera_blur.point_spread(np.random.default_rng(seed), uniform, position=(12, 50)),
+        centre, atol=1e-6)
+  turning = CameraModel(max_shake=0.0, max_roll_deg=6.0, max_zoom=0.0, centre_jitter=0.0,
+                        **CLEAN)
+  centre, corner = ([rms_radius(camera_blur.point_spread(np.random.default_rng(seed), turning,
+                                                         position=position))
+                     for seed in range(8)] for position in ((32, 32), (10, 10)))
+  assert np.mean(corner) > 2 * np.mean(centre)
+  with pytest.raises(ValueError, match="margin"):
+    camera_blur.point_spread(np.random.default_rng(0), uniform, position=(5, 32))
+
+
 def test_noise_sigma_is_the_noise_the_camera_adds_with_the_same_draws():
   """`noise_sigma` (tools/kernel_spread.py's noise column) is the standard deviation that
   `camera_blur`, with the same generator, leaves on a flat grey frame in linear light."""
