@@ -67,7 +67,12 @@ def _build(spec, image_size: int | None, *, paired: bool):
     wanted = [name for name in SOURCES if SOURCES.get(name).paired == paired]
     raise ConfigError(f"data source kind {spec.kind!r} is {'un' if paired else ''}paired; "
                       f"one of {', '.join(wanted)} is needed here")
-  return kind.build(spec, image_size)
+  source = kind.build(spec, image_size)
+  if kind.generated:  # rendered on every read: kept after the first (`sources.CachedRecords`)
+    from faceblur.data import sources  # noqa: PLC0415
+
+    source = sources.CachedRecords(source)
+  return source
 
 
 def is_set(spec) -> bool:

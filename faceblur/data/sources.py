@@ -411,6 +411,70 @@ _WARNED: set[str] = set()  # the skipped-record warnings this process has printe
 _WARNED_LOCK = threading.Lock()  # grain prepares batches in several threads
 
 
+# Bytes of records one `CachedRecords` keeps: every demo and study source whole, a sliver of a
+# large one (where a cache could not pay anyway).
+CACHE_BYTES = 256 << 20
+
+
+class CachedRecords:
+  """A source whose records depend only on their index, each kept after its first read.
+
+  The generated sources (demo faces, camera and kernel blur) render a record on every read,
+  and training reads each one once an epoch, on the cores the train step needs. The records
+  read first are kept, up to `max_bytes`, with read-only arrays, so no consumer can change
+  what the next one reads. Each process keeps its own: a pickled copy (a grain worker's)
+  starts empty.
+  """
+
+  def __init__(self, source, *, max_bytes: int = CACHE_BYTES):
+    self.source, self.max_bytes = source, int(max_bytes)
+    self._start()
+
+  def _start(self) -> None:
+    self._records: dict[int, Record] = {}
+    self._bytes = 0
+    self._lock = threading.Lock()
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, index: int) -> Record:
+    index = int(index)
+    record = self._records.get(index)
+    if record is not None:
+      return dict(record)
+    record = self.source[index]
+    size = sum(value.nbytes for value in record.values() if isinstance(value, np.ndarray))
+    with self._lock:
+      if index not in self._records and self._bytes + size <= self.max_bytes:
+        kept = {key: _read_only(value) for key, value in record.items()}
+        self._records[index], self._bytes = kept, self._bytes + size
+        record = dict(kept)
+    return record
+
+  def __getattr__(self, name: str):
+    if name == "source":  # unpickling, before __setstate__ ran
+      raise AttributeError(name)
+    return getattr(self.source, name)
+
+  def __getstate__(self) -> dict:
+    return {"source": self.source, "max_bytes": self.max_bytes}
+
+  def __setstate__(self, state: dict) -> None:
+    self.source, self.max_bytes = state["source"], state["max_bytes"]
+    self._start()
+
+  def __repr__(self) -> str:
+    return repr(self.source)
+
+
+def _read_only(value):
+  if isinstance(value, np.ndarray):
+    value = value.view()
+    value.flags.writeable = False
+  return value
+
+
 class SkipBadRecords:
   """`source` with its unusable records replaced, so one bad file never stops a long run.
 

@@ -282,6 +282,49 @@ def test_kernel_blurred_pairs_wrap_any_source():
   assert _gradient_magnitude(record["blurred"][None]) < _gradient_magnitude(record["sharp"][None])
 
 
+class _CountingSource:
+  """Six records of 300 bytes each, a pure function of the index; counts the reads."""
+
+  def __init__(self):
+    self.reads = []
+
+  def __len__(self):
+    return 6
+
+  def __getitem__(self, index):
+    self.reads.append(index)
+    return {"image": np.full((10, 10, 3), index, np.uint8), "name": f"{index}.png"}
+
+
+def test_cached_records_read_each_record_once_within_the_budget():
+  counting = _CountingSource()
+  cached = sources.CachedRecords(counting, max_bytes=4 * 300)
+  for _ in range(3):
+    for index in range(6):
+      record = cached[index]
+      assert record["name"] == f"{index}.png" and (record["image"] == index).all()
+  # The first four read are kept; the other two are read again each time.
+  assert sorted(counting.reads) == [0, 1, 2, 3, 4, 4, 4, 5, 5, 5]
+  with pytest.raises(ValueError, match="read-only"):
+    cached[0]["image"][0, 0, 0] = 7
+  cached[0]["name"] = "changed"  # the caller's dict: the cache's record is left alone
+  assert cached[0]["name"] == "0.png" and len(cached) == 6 and cached.reads is counting.reads
+  copy = pickle.loads(pickle.dumps(cached))  # a worker process's copy starts empty
+  assert (copy[5]["image"] == 5).all() and copy.max_bytes == cached.max_bytes
+
+
+def test_generated_sources_are_cached_and_files_are_not(tmp_path):
+  spec = factory.source_spec("camera_blurred", base=dict(kind="demo_sharp", count=3,
+                                                         split="test"), seed=4, max_shake=0.3)
+  pairs = factory.make_paired_source(spec, image_size=32)
+  assert isinstance(pairs, sources.CachedRecords)
+  np.testing.assert_array_equal(pairs[1]["blurred"], pairs[1]["blurred"])
+  assert repr(pairs).startswith("CameraBlurredPairs(")
+  _write(tmp_path, ["a.png"])
+  folder = factory.make_source(factory.source_spec("folder", str(tmp_path)))
+  assert isinstance(folder, sources.ImageFolder)
+
+
 # --- splits ---------------------------------------------------------------------------------
 
 
