@@ -29,7 +29,7 @@ CPU_COMPILER_OPTIONS = {
         "LIBRARY_FUSION_TYPE_REDUCE,LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
 }
 # For a function that runs once (a train state's initialisers): LLVM's optimisations take
-# most of its compile time, which no run pays back ("Compile time" in bench/RESULTS.md).
+# most of its compile time, which no run pays back ("The demo's wall time" in bench/RESULTS.md).
 RUN_ONCE_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 

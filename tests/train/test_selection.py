@@ -77,3 +77,42 @@ def test_selection_needs_its_sample_steps_checkpointed():
   config.keep_checkpoint_every_steps = 0
   with pytest.raises(ConfigError, match="keep_checkpoint_every_steps=0"):
     cyclegan.check_selection_checkpoints(config)
+
+
+def test_the_hidden_channel_diagnostic_scores_hidden_count_faces_and_the_realism_all(tmp_path):
+  """F(G(sharp)) is scored on the first `hidden_count` faces (three passes of F each sample
+  step); G's blur is scored on every validation face."""
+  from unittest import mock  # noqa: PLC0415
+
+  import jax  # noqa: PLC0415
+
+  from faceblur import metrics  # noqa: PLC0415
+  from faceblur.data import input_pipeline  # noqa: PLC0415
+  from faceblur.train import state as state_lib  # noqa: PLC0415
+
+  stage1 = demo.get_config("tiny").cyclegan
+  stage1.hidden_count = 6
+  sharp_source = factory.make_source(stage1.data.sharp, image_size=stage1.data.load_size)
+  networks = cyclegan.make_networks(stage1)
+  params = {name: state_lib.init_params(make, jax.random.key(index)) for index, (name, make)
+            in enumerate(cyclegan.module_factories(stage1).items()) if name in ("g", "f")}
+  logged = {}
+  writer = mock.Mock(write_scalars=lambda step, scalars: logged.update(scalars))
+  hook = cyclegan._sampler(stage1, networks, sharp_source, tmp_path, writer)
+  hook(2, mock.Mock(**params))
+
+  transform = input_pipeline.cyclegan_transform(stage1.data.load_size, stage1.data.crop_size,
+                                                train=False)
+  sharp = cyclegan._transformed(sharp_source, transform, stage1.data.validation_count)
+  codes, noise_keys = cyclegan.generator_randomness(stage1, jax.random.key(stage1.seed),
+                                                    len(sharp))
+  blurred = np.asarray(networks["g"].apply(params["g"], sharp, codes, noise_keys), np.float32)
+  cycled = np.asarray(networks["f"].apply(params["f"], blurred[:6]), np.float32)
+
+  def mean_psnr(images, truth):
+    return float(np.mean(np.asarray(metrics.psnr(np.clip(images, 0, 1), truth))))
+
+  assert len(sharp) == 16
+  assert logged["hidden/cycle_psnr"] == pytest.approx(mean_psnr(cycled, sharp[:6]), abs=1e-3)
+  assert logged["hidden/blurred_psnr"] == pytest.approx(mean_psnr(blurred, sharp), abs=1e-3)
+  assert "realism/mmd2" in logged
