@@ -68,7 +68,8 @@ def row(name: str, kernels: np.ndarray, noise_sigmas: np.ndarray) -> str:
 def main(argv):
   shake = demo_config.CAMERA_SHAKE
   model = camera_blur.CameraModel(max_shake=shake)
-  camera = np.stack([camera_blur.point_spread(np.random.default_rng([99, index]), model)
+  camera = np.stack([camera_blur.point_spread(np.random.default_rng([99, index]), model,
+                                              size=SIZE, radius=RADIUS)
                      for index in range(FLAGS.codes)])
   camera_noise = [camera_blur.noise_sigma(np.random.default_rng([99, index]), model,
                                           linear=MID_GREY) for index in range(FLAGS.codes)]

@@ -318,7 +318,9 @@ def test_generated_sources_are_cached_and_files_are_not(tmp_path):
                                                          split="test"), seed=4, max_shake=0.3)
   pairs = factory.make_paired_source(spec, image_size=32)
   assert isinstance(pairs, sources.CachedRecords)
-  np.testing.assert_array_equal(pairs[1]["blurred"], pairs[1]["blurred"])
+  first = pairs[1]["blurred"]  # rendered, then kept: the same pixels as the source renders
+  np.testing.assert_array_equal(first, pairs.source[1]["blurred"])
+  assert pairs[1]["blurred"].base is first.base and not first.flags.writeable
   assert repr(pairs).startswith("CameraBlurredPairs(")
   _write(tmp_path, ["a.png"])
   folder = factory.make_source(factory.source_spec("folder", str(tmp_path)))
