@@ -39,6 +39,9 @@ import numpy as np
 from flax import nnx
 from PIL import Image
 
+from faceblur import ops
+from faceblur.ops import ConvolveEachFn
+
 _SRGB_KNEE = 0.04045
 
 
@@ -56,25 +59,13 @@ def linear_to_srgb(linear: jax.Array) -> jax.Array:
   return jnp.where(linear <= 0.0031308, linear * 12.92, curve)
 
 
-def blur_each(images: jax.Array, kernels: jax.Array) -> jax.Array:
-  """Each image (N, H, W, C) convolved with its own kernel (N, k, k), edges mirrored.
-
-  One depthwise convolution over the batch folded into channels, so the whole batch is one
-  call whatever N is.
-  """
-  n, height, width, channels = images.shape
-  size = kernels.shape[-1]
-  pad = size // 2
+def blur_each(images: jax.Array, kernels: jax.Array,
+              convolve_each: ConvolveEachFn | None = None) -> jax.Array:
+  """Each image (N, H, W, C) convolved with its own kernel (N, k, k), edges mirrored, through
+  `convolve_each` (by default `faceblur.ops.default_convolve_each()`)."""
+  pad = kernels.shape[-1] // 2
   padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="symmetric")
-  stacked = jnp.moveaxis(padded, 0, 2).reshape(1, height + 2 * pad, width + 2 * pad,
-                                               n * channels)
-  # Correlation with the flipped kernel is convolution with the kernel.
-  filters = jnp.repeat(kernels[:, ::-1, ::-1], channels, axis=0)  # (N*C, k, k)
-  filters = jnp.moveaxis(filters, 0, -1)[:, :, None, :]  # HWIO with I=1, O=N*C
-  blurred = jax.lax.conv_general_dilated(
-      stacked, filters.astype(stacked.dtype), (1, 1), "VALID",
-      dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=n * channels)
-  return jnp.moveaxis(blurred.reshape(height, width, n, channels), 2, 0)
+  return (convolve_each or ops.default_convolve_each())(padded, kernels)
 
 
 def centre_kernels(kernels: jax.Array) -> jax.Array:
@@ -129,18 +120,21 @@ class KernelBlurGenerator(nnx.Module):
 
   `code_dim` is z's size (z ~ N(0, I), drawn by the caller); `kernel_size` the kernel's
   side (odd), which bounds the blur's extent; `jpeg_quality` (low, high): each noisy output
-  goes through JPEG at a quality drawn uniformly from that range (None: no JPEG).
+  goes through JPEG at a quality drawn uniformly from that range (None: no JPEG);
+  `convolve_each` blurs each image with its kernel (by default
+  `faceblur.ops.default_convolve_each()`).
   """
 
   def __init__(self, *, kernel_size: int = 21, code_dim: int = 8, hidden: int = 64,
                head_scale: float = 20.0, initial_sigma: float = 1.0,
                initial_photons: float = 1000.0, initial_read_noise: float = 0.002,
                jpeg_quality: tuple[int, int] | None = None, tone_curve: bool = False,
-               rngs: nnx.Rngs):
+               convolve_each: ConvolveEachFn | None = None, rngs: nnx.Rngs):
     if kernel_size % 2 != 1 or kernel_size < 1:
       raise ValueError(f"kernel_size={kernel_size} must be odd and positive")
     self.kernel_size, self.code_dim, self.head_scale = kernel_size, code_dim, head_scale
     self.jpeg_quality = None if jpeg_quality is None else tuple(int(q) for q in jpeg_quality)
+    self.convolve_each = convolve_each or ops.default_convolve_each()
     self.hidden = nnx.Linear(code_dim, hidden, rngs=rngs)
     small = nnx.initializers.normal(1e-3)
     self.kernel_head = nnx.Linear(hidden, kernel_size * kernel_size, kernel_init=small,
@@ -176,7 +170,7 @@ class KernelBlurGenerator(nnx.Module):
     if codes is None:
       codes = jnp.zeros((n, self.code_dim), jnp.float32)
     kernels, noise = self.blur_parameters(codes)
-    blurred = blur_each(srgb_to_linear(images), kernels)
+    blurred = blur_each(srgb_to_linear(images), kernels, self.convolve_each)
     if noise_keys is not None:
       variance = noise[:, 0, None, None, None] * jnp.clip(blurred, 0.0, 1.0) \
           + noise[:, 1, None, None, None]

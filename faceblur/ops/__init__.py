@@ -2,8 +2,9 @@
 
 Two CPU tricks live here: convolutions and their gradients rewritten into forms XLA:CPU
 computes faster (`cpu_convolutions`), and XLA:CPU compiler options (`compilation.jit`). The
-networks are written with plain convolutions and get theirs from `default_conv()` and
-`default_transposed_conv()`; both tricks apply only on a CPU backend.
+networks are written with plain convolutions and get theirs from `default_conv()`,
+`default_transposed_conv()` and `default_convolve_each()`; both tricks apply only on a CPU
+backend.
 
 `FACEBLUR_CPU_KERNELS=off` in the environment turns both off (`FACEBLUR_CPU_COMPILER_OPTIONS=off`,
 the name of the compiler options' former switch, does the same): networks then convolve with
@@ -30,6 +31,8 @@ _FORMER_SWITCH = "FACEBLUR_CPU_COMPILER_OPTIONS"
 ConvFn = Callable[..., jax.Array]
 TransposedConvFn = Callable[[jax.Array, jax.Array, tuple[int, int], Padding, tuple[int, int]],
                             jax.Array]
+# (padded images (N, H + k - 1, W + k - 1, C), kernels (N, k, k)) -> (N, H, W, C).
+ConvolveEachFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 def enabled() -> bool:
@@ -66,6 +69,26 @@ def plain_transposed_conv(inputs: jax.Array, kernel: jax.Array, strides: tuple[i
   return transpose(inputs)[0]
 
 
+def plain_convolve_each(padded: jax.Array, kernels: jax.Array) -> jax.Array:
+  """Each image of `padded` (N, H + k - 1, W + k - 1, C) convolved ('valid') with its own
+  kernel of `kernels` (N, k, k): (N, H, W, C).
+
+  One depthwise convolution over the batch folded into channels, so the whole batch is one
+  call whatever N is.
+  """
+  n, padded_height, padded_width, channels = padded.shape
+  size = kernels.shape[-1]
+  height, width = padded_height - size + 1, padded_width - size + 1
+  stacked = jnp.moveaxis(padded, 0, 2).reshape(1, padded_height, padded_width, n * channels)
+  # Correlation with the flipped kernel is convolution with the kernel.
+  filters = jnp.repeat(kernels[:, ::-1, ::-1], channels, axis=0)  # (N*C, k, k)
+  filters = jnp.moveaxis(filters, 0, -1)[:, :, None, :]  # HWIO with I=1, O=N*C
+  convolved = jax.lax.conv_general_dilated(
+      stacked, filters.astype(stacked.dtype), (1, 1), "VALID",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=n * channels)
+  return jnp.moveaxis(convolved.reshape(height, width, n, channels), 2, 0)
+
+
 def default_conv() -> ConvFn:
   """The convolution the networks compute with: the XLA:CPU rewrite, or the plain one."""
   if cpu_tricks_apply():
@@ -78,3 +101,11 @@ def default_transposed_conv() -> TransposedConvFn:
   if cpu_tricks_apply():
     return cpu_convolutions.transposed_conv
   return plain_transposed_conv
+
+
+def default_convolve_each() -> ConvolveEachFn:
+  """Each image with its own kernel (`plain_convolve_each`): through FFTs on a CPU, else the
+  grouped convolution."""
+  if cpu_tricks_apply():
+    return cpu_convolutions.convolve_each
+  return plain_convolve_each

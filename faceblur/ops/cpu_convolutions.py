@@ -5,8 +5,9 @@ Every function here has the value and gradients of `jax.lax.conv_general_dilated
 convolution). XLA:CPU computes some convolutions, and many gradients, at a fraction of its
 usual speed: strided and transposed ones through zero-dilated operands, ones to a few (RGB)
 features, and kernel gradients with the batch as the contracted feature. These rewrites avoid
-those forms. The networks get them only through `faceblur.ops.default_conv()` and
-`default_transposed_conv()`, on a CPU with the switch on; the figures behind each form are in
+those forms, and the grouped convolution that blurs each image with its own kernel. The
+networks get them only through `faceblur.ops.default_conv()`, `default_transposed_conv()` and
+`default_convolve_each()`, on a CPU with the switch on; the figures behind each form are in
 `bench/RESULTS.md` ("Why each CPU convolution form exists").
 """
 
@@ -313,3 +314,24 @@ def _transposed_conv_backward(strides, padding, output_size, residuals, upstream
 
 
 transposed_conv.defvjp(_transposed_conv_forward, _transposed_conv_backward)
+
+
+def convolve_each(padded: jax.Array, kernels: jax.Array) -> jax.Array:
+  """`faceblur.ops.plain_convolve_each` through FFTs, with autodiff's gradients.
+
+  XLA:CPU runs the grouped convolution of the plain form, one group per image and channel, at
+  a few GFLOP/s, and its input gradient slower still; two real 2-D FFTs of the padded planes
+  cost a fraction of that. The product of the spectra is the circular convolution over the
+  padded size, which equals the linear one wherever the kernel does not wrap around: the
+  'valid' outputs, from row and column k - 1 on.
+  """
+  n, padded_height, padded_width, _ = padded.shape
+  size = kernels.shape[-1]
+  dtype = padded.dtype
+  padded = padded.astype(jnp.float32)  # FFTs take no bfloat16
+  kernel_planes = jnp.pad(kernels.astype(jnp.float32),
+                          ((0, 0), (0, padded_height - size), (0, padded_width - size)))
+  spectrum = (jnp.fft.rfft2(padded, axes=(1, 2))
+              * jnp.fft.rfft2(kernel_planes, axes=(1, 2))[..., None])
+  circular = jnp.fft.irfft2(spectrum, s=(padded_height, padded_width), axes=(1, 2))
+  return circular[:, size - 1:, size - 1:, :].astype(dtype)

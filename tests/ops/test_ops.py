@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 from faceblur import ops
-from faceblur.models import PatchDiscriminator, ResnetGenerator, SRNDeblurNet
+from faceblur.models import KernelBlurGenerator, PatchDiscriminator, ResnetGenerator, SRNDeblurNet
 from faceblur.models.layers import ConvTranspose
 from faceblur.ops import compilation, cpu_convolutions
 from faceblur.train import partitioning
@@ -80,6 +80,30 @@ def test_conv_gradients_match_autodiff(features, out_features, kernel_size, stri
     np.testing.assert_allclose(ours_value / scale, ref_value / scale, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("images, size", [((2, 10, 12, 3), 5), ((3, 9, 7, 1), 3),
+                                           ((1, 8, 8, 2), 1)])
+def test_convolve_each_through_ffts_matches_the_grouped_convolution(images, size):
+  """`cpu_convolutions.convolve_each` (the kernel-blur G on a CPU) has the grouped
+  convolution's value and gradients, for odd and even sides and a 1-tap kernel."""
+  n, height, width, _ = images
+  padded = jax.random.uniform(jax.random.key(0), (n, height + size - 1, width + size - 1,
+                                                  images[-1]))
+  kernels = jax.random.uniform(jax.random.key(1), (n, size, size))
+
+  def loss(convolve_each, padded, kernels):
+    outputs = convolve_each(padded, kernels)
+    return jnp.sum(jnp.sin(3 * outputs)), outputs
+
+  grad = jax.jit(jax.grad(loss, argnums=(1, 2), has_aux=True), static_argnums=0)
+  (ours_padded, ours_kernels), ours = grad(cpu_convolutions.convolve_each, padded, kernels)
+  (ref_padded, ref_kernels), reference = grad(ops.plain_convolve_each, padded, kernels)
+  assert ours.shape == reference.shape == images
+  for ours_value, ref_value in ((ours, reference), (ours_padded, ref_padded),
+                                (ours_kernels, ref_kernels)):
+    scale = np.abs(ref_value).max()
+    np.testing.assert_allclose(ours_value / scale, ref_value / scale, rtol=0, atol=1e-5)
+
+
 @pytest.fixture
 def switch(monkeypatch):
   """`switch(name, value)` sets one of faceblur.ops' switch variables for the test, after
@@ -93,8 +117,8 @@ def switch(monkeypatch):
 
 
 def _model_convolutions(monkeypatch) -> tuple[set, set, dict]:
-  """The convolution functions of all three networks, as they are built now, and the keyword
-  arguments `compilation.jit` hands to `jax.jit`."""
+  """The convolution functions of all three networks (plain, then transposed and the kernel-blur
+  G's), as they are built now, and the keyword arguments `compilation.jit` hands to `jax.jit`."""
   models = [nnx.eval_shape(lambda: ResnetGenerator(num_blocks=1, features=4, rngs=nnx.Rngs(0))),
             nnx.eval_shape(lambda: PatchDiscriminator(features=4, rngs=nnx.Rngs(0))),
             nnx.eval_shape(lambda: SRNDeblurNet(features=4, num_scales=1, rngs=nnx.Rngs(0)))]
@@ -102,6 +126,7 @@ def _model_convolutions(monkeypatch) -> tuple[set, set, dict]:
   convs = {module.conv_general_dilated for module in modules if isinstance(module, nnx.Conv)}
   transposed = {module.transposed_conv for module in modules
                 if isinstance(module, ConvTranspose)}
+  blur = nnx.eval_shape(lambda: KernelBlurGenerator(kernel_size=3, code_dim=2, rngs=nnx.Rngs(0)))
   with monkeypatch.context() as patch:
     patch.setattr(jax, "jit", lambda fn, **kwargs: kwargs)
     jit_kwargs = compilation.jit(lambda x: x)
@@ -109,7 +134,7 @@ def _model_convolutions(monkeypatch) -> tuple[set, set, dict]:
     assert ("compiler_options" in run_once_kwargs) == ("compiler_options" in jit_kwargs)
     if "compiler_options" in run_once_kwargs:
       assert run_once_kwargs["compiler_options"] == compilation.RUN_ONCE_COMPILER_OPTIONS
-  return convs, transposed, jit_kwargs
+  return convs, transposed | {blur.convolve_each}, jit_kwargs
 
 
 @pytest.mark.parametrize("name", [ops.SWITCH, _FORMER_SWITCH])
@@ -118,9 +143,10 @@ def test_switch_off_gives_the_plain_forms(switch, monkeypatch, name):
   assert not ops.enabled() and not ops.cpu_tricks_apply()
   assert ops.default_conv() is jax.lax.conv_general_dilated
   assert ops.default_transposed_conv() is ops.plain_transposed_conv
-  convs, transposed, jit_kwargs = _model_convolutions(monkeypatch)
+  assert ops.default_convolve_each() is ops.plain_convolve_each
+  convs, others, jit_kwargs = _model_convolutions(monkeypatch)
   assert convs == {jax.lax.conv_general_dilated}
-  assert transposed == {ops.plain_transposed_conv}
+  assert others == {ops.plain_transposed_conv, ops.plain_convolve_each}
   assert "compiler_options" not in jit_kwargs
 
 
@@ -130,9 +156,10 @@ def test_switch_on_gives_the_rewrites_on_a_cpu_only(switch, monkeypatch, value):
   assert ops.enabled() and jax.default_backend() == "cpu" and ops.cpu_tricks_apply()
   assert ops.default_conv() is cpu_convolutions.conv_general_dilated
   assert ops.default_transposed_conv() is cpu_convolutions.transposed_conv
-  convs, transposed, jit_kwargs = _model_convolutions(monkeypatch)
+  assert ops.default_convolve_each() is cpu_convolutions.convolve_each
+  convs, others, jit_kwargs = _model_convolutions(monkeypatch)
   assert convs == {cpu_convolutions.conv_general_dilated}
-  assert transposed == {cpu_convolutions.transposed_conv}
+  assert others == {cpu_convolutions.transposed_conv, cpu_convolutions.convolve_each}
   assert jit_kwargs["compiler_options"] == compilation.CPU_COMPILER_OPTIONS
   with monkeypatch.context() as patch:  # a forward pass: YNNPACK's convolutions on AVX-512
     patch.setattr(jax, "jit", lambda fn, **kwargs: kwargs)
@@ -143,9 +170,9 @@ def test_switch_on_gives_the_rewrites_on_a_cpu_only(switch, monkeypatch, value):
   # Another backend gets the plain forms and plain jax.jit with the switch on.
   monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
   assert ops.enabled() and not ops.cpu_tricks_apply()
-  convs, transposed, jit_kwargs = _model_convolutions(monkeypatch)
+  convs, others, jit_kwargs = _model_convolutions(monkeypatch)
   assert convs == {jax.lax.conv_general_dilated}
-  assert transposed == {ops.plain_transposed_conv}
+  assert others == {ops.plain_transposed_conv, ops.plain_convolve_each}
   assert "compiler_options" not in jit_kwargs
 
 
