@@ -24,11 +24,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import multiprocessing
+import os
+import queue
+import signal
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from faceblur.detectors import Box, DlibHOG, dlib_detectors
+from faceblur.errors import FaceblurError
 
 SAME_PERSON_DISTANCE = 0.6  # dlib's threshold for its ResNet model (LFW)
 MAX_DOUBLINGS = 3
@@ -49,6 +54,7 @@ class FaceDescriptor:
         str(dlib_detectors.model_path("dlib_face_recognition_resnet_model_v1.dat")))
     self._detector = DlibHOG(upsample=detector_upsample)
     self.min_face_size = int(min_face_size)
+    self.detector_upsample = int(detector_upsample)
 
   def describe(self) -> str:
     dlib_version = dlib_detectors.package_version("dlib-bin")
@@ -148,6 +154,86 @@ def score_set(descriptor: FaceDescriptor, sharp: Sequence[np.ndarray],
         None if box is None else distance(descriptor(_pad(image, pad), box), truth)
         for image, pad, box, truth in zip(images, pad_of, boxes, truths, strict=True)]
   return IdentityScores(distances)
+
+
+class BackgroundScorer:
+  """`score_set` in one spawned worker process, while the caller goes on with other work.
+
+  dlib's descriptor network holds the GIL and keeps one core busy for about 0.1 s a face, so a
+  thread cannot run beside it; a process can, on the core that the evaluation's restores and
+  detections leave idle between their calls. The worker ignores SIGINT (the caller decides
+  what an interruption stops), exits when its parent is gone, and is terminated by `close()`.
+  """
+
+  def __init__(self, descriptor: FaceDescriptor):
+    context = multiprocessing.get_context("spawn")  # a fork would copy JAX's threads' locks
+    self._tasks, self._results = context.Queue(), context.Queue()
+    self._process = context.Process(
+        target=_serve, name="faceblur-identity", daemon=True,
+        args=(self._tasks, self._results, os.getpid(), descriptor.min_face_size,
+              descriptor.detector_upsample))
+    self._process.start()
+    self._submitted = 0
+    self._done: dict[int, IdentityScores | BaseException] = {}
+
+  def submit(self, sharp: Sequence[np.ndarray], columns: dict[str, Sequence[np.ndarray]],
+             **options) -> int:
+    """Queues `score_set(descriptor, sharp, columns, **options)` (no `check`); returns the
+    ticket that `result` takes."""
+    self._submitted += 1
+    self._tasks.put((self._submitted, [np.asarray(image) for image in sharp],
+                     {column: [np.asarray(image) for image in images]
+                      for column, images in columns.items()}, options))
+    return self._submitted
+
+  def result(self, ticket: int, check: Callable[[], None] | None = None) -> IdentityScores:
+    """The scores of `submit`'s `ticket`, once the worker has them; `check()` runs about
+    twice a second meanwhile (to stop on an interruption)."""
+    while ticket not in self._done:
+      if check is not None:
+        check()
+      try:
+        done, outcome = self._results.get(timeout=0.5)
+      except queue.Empty:
+        if not self._process.is_alive():
+          raise FaceblurError(f"the identity worker process stopped (exit code "
+                              f"{self._process.exitcode}) before it scored its faces") from None
+        continue
+      self._done[done] = outcome
+    outcome = self._done.pop(ticket)
+    if isinstance(outcome, BaseException):
+      raise outcome
+    return outcome
+
+  def close(self) -> None:
+    """Stops the worker, whatever it is doing."""
+    if self._process.is_alive():
+      self._process.terminate()
+    self._process.join()
+    for channel in (self._tasks, self._results):
+      channel.close()
+      channel.cancel_join_thread()
+
+  def __enter__(self) -> BackgroundScorer:
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+
+def _serve(tasks, results, parent: int, min_face_size: int, detector_upsample: int) -> None:
+  """The worker of `BackgroundScorer`: scores each queued set until told to stop or orphaned."""
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+  descriptor = FaceDescriptor(min_face_size=min_face_size, detector_upsample=detector_upsample)
+  while os.getppid() == parent:
+    try:
+      ticket, sharp, columns, options = tasks.get(timeout=1.0)
+    except queue.Empty:
+      continue
+    try:
+      results.put((ticket, score_set(descriptor, sharp, columns, **options)))
+    except Exception as error:  # noqa: BLE001 (handed to the caller, which raises it)
+      results.put((ticket, error))
 
 
 def _pad(image: np.ndarray, pad: int) -> np.ndarray:

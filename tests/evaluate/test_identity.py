@@ -5,6 +5,7 @@ the table, the JSON entry and the CSV cells, alongside Table 2's IoU rows."""
 
 import csv
 import json
+import pathlib
 
 import matplotlib.cbook
 import ml_collections
@@ -103,6 +104,33 @@ def test_score_set_uses_the_ground_truths_box_and_the_fallback_where_hog_finds_n
   assert first_only.distances["blurred"] == pytest.approx([blurred[0]])
 
 
+def test_the_background_worker_scores_as_score_set_does(descriptor, portraits):
+  """`BackgroundScorer` (Table 3 in a worker process) returns `score_set`'s distances, raises
+  the worker's errors in the caller, stops waiting when `check` raises, and `close` ends the
+  worker even mid-task."""
+  face = portraits["astronaut"][40:210, 140:300]
+  noise = np.random.default_rng(0).random(face.shape, dtype=np.float32)
+  sharp = [face, noise]
+  columns = {"blurred": [_blur(face, 2), noise], "worse": [_blur(face, 6), noise]}
+  options = dict(padding=0.25, fallback_boxes=[None, (0, 0, 60, 60)])
+  expected = identity.score_set(descriptor, sharp, columns, **options)
+  with identity.BackgroundScorer(descriptor) as background:
+    first = background.submit(sharp, columns, **options)
+    broken = background.submit(sharp, {"blurred": [face]})  # one image for two faces
+    assert background.result(first).distances == expected.distances
+    with pytest.raises(ValueError):
+      background.result(broken)
+    busy = background.submit(sharp * 20, {name: images * 20 for name, images in columns.items()})
+
+    def interrupted():
+      raise errors.Interrupted("stop", exit_code=130)
+
+    with pytest.raises(errors.Interrupted):
+      background.result(busy, check=interrupted)
+    worker = background._process
+  assert not worker.is_alive()
+
+
 def _shrink(image):
   """The face at half size in a corner of a grey frame: still a face, in another place."""
   out = np.full_like(image, 0.5)
@@ -163,6 +191,48 @@ def test_the_evaluation_writes_table_3_and_the_iou_rows(tmp_path, monkeypatch):
   assert [row["shrunk_detected"] for row in rows] == ["True", "True", "True", "False"]
   assert [row["shrunk_detected_iou"] for row in rows] == ["False"] * 4
   assert rows[3]["shrunk_identity_distance"] == "" and float(rows[0]["shrunk_identity_distance"])
+
+
+def test_table_3_from_the_background_worker_equals_the_in_process_one(tmp_path, monkeypatch):
+  """The evaluation's Table 3, CSV cells and identity differences are the same whether the
+  descriptors run in the worker process (forced here for a small set) or in-process, and the
+  report keeps the config's order of test sets."""
+  faces = demo.DemoFaces(size=64, count=6, seed=0, group="test")
+  for side in ("sharp", "blurred"):
+    (tmp_path / "set" / side).mkdir(parents=True)
+  for index in range(6):
+    image = faces[index]["image"]
+    Image.fromarray(image).save(tmp_path / "set" / "sharp" / f"{index}.png")
+    blurred = (_blur(image.astype(np.float32) / 255, 1.5) * 255).round().astype(np.uint8)
+    Image.fromarray(blurred).save(tmp_path / "set" / "blurred" / f"{index}.png")
+  monkeypatch.setitem(evaluation.METHODS._entries, "shrunk", lambda spec: _shrink)
+  config = evaluate_config.get_config()
+  folder = common.source("paired_folder", path=str(tmp_path / "set"), split="")
+  config.test_sets = ml_collections.ConfigDict(dict(first=folder, second=folder))
+  config.identity_test_sets = ("first",)
+  config.second_detector = ""
+  config.methods = ml_collections.ConfigDict(dict(
+      blurred=evaluate_config.method("identity", label="Blurred input"),
+      shrunk=evaluate_config.method("shrunk", label="Shrunk")))
+  config.comparisons = ("shrunk-blurred",)
+  reports = {}
+  for in_background, threshold in ((False, 0), (True, 0)):
+    monkeypatch.setattr(evaluation, "BACKGROUND_MIN_DESCRIPTORS", threshold)
+    config.identity_in_background = in_background
+    config.output = str(tmp_path / f"out_{in_background}")
+    evaluation.evaluate(config, tmp_path)
+    out = pathlib.Path(config.output)
+    report = json.loads((out / "report.json").read_text())
+    with open(out / "per_image_first.csv") as handle:
+      rows = list(csv.DictReader(handle))
+    reports[in_background] = (report, rows)
+  (plain, plain_rows), (background, background_rows) = reports[False], reports[True]
+  assert list(background["test_sets"]) == ["first", "second"]
+  assert background["identity"] == plain["identity"]
+  assert background_rows == plain_rows and "shrunk_identity_distance" in plain_rows[0]
+  differences = [report["test_sets"]["first"]["differences"]["shrunk-blurred"]
+                 for report in (plain, background)]
+  assert differences[0]["identity_distance"] == differences[1]["identity_distance"]
 
 
 def test_an_unknown_identity_test_set_is_one_config_error(tmp_path):
