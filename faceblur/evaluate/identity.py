@@ -22,12 +22,16 @@ and distinct demo faces lie farther apart than blurred copies of one face (the m
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-import multiprocessing
 import os
+import pickle
 import queue
-import signal
+import struct
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -157,22 +161,30 @@ def score_set(descriptor: FaceDescriptor, sharp: Sequence[np.ndarray],
 
 
 class BackgroundScorer:
-  """`score_set` in one spawned worker process, while the caller goes on with other work.
+  """`score_set` in a worker process, while the caller goes on with other work.
 
   dlib's descriptor network holds the GIL and keeps one core busy for about 0.1 s a face, so a
   thread cannot run beside it; a process can, on the core that the evaluation's restores and
-  detections leave idle between their calls. The worker ignores SIGINT (the caller decides
-  what an interruption stops), exits when its parent is gone, and is terminated by `close()`.
+  detections leave idle between their calls. The worker is a fresh interpreter that imports
+  this module only (not the caller's script, as multiprocessing's spawn would), in its own
+  session, so a Ctrl-C reaches the caller alone, which decides what an interruption stops;
+  `close()` terminates it, and it exits by itself when its parent's pipe closes.
   """
 
   def __init__(self, descriptor: FaceDescriptor):
-    context = multiprocessing.get_context("spawn")  # a fork would copy JAX's threads' locks
-    self._tasks, self._results = context.Queue(), context.Queue()
-    self._process = context.Process(
-        target=_serve, name="faceblur-identity", daemon=True,
-        args=(self._tasks, self._results, os.getpid(), descriptor.min_face_size,
-              descriptor.detector_upsample))
-    self._process.start()
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    self._process = subprocess.Popen(
+        [sys.executable, "-c", f"from faceblur.evaluate import identity; "
+         f"identity._serve({descriptor.min_face_size}, {descriptor.detector_upsample})"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment,
+        start_new_session=True)
+    # Threads move the messages, so that neither side waits on a full pipe.
+    self._tasks: queue.Queue = queue.Queue()
+    self._results: queue.Queue = queue.Queue()
+    threading.Thread(target=_write_tasks, args=(self._tasks, self._process.stdin),
+                     daemon=True).start()
+    threading.Thread(target=_read_results, args=(self._process.stdout, self._results),
+                     daemon=True).start()
     self._submitted = 0
     self._done: dict[int, IdentityScores | BaseException] = {}
 
@@ -181,9 +193,10 @@ class BackgroundScorer:
     """Queues `score_set(descriptor, sharp, columns, **options)` (no `check`); returns the
     ticket that `result` takes."""
     self._submitted += 1
-    self._tasks.put((self._submitted, [np.asarray(image) for image in sharp],
-                     {column: [np.asarray(image) for image in images]
-                      for column, images in columns.items()}, options))
+    task = (self._submitted, [np.asarray(image) for image in sharp],
+            {column: [np.asarray(image) for image in images] for column, images in columns.items()},
+            options)
+    self._tasks.put(task)
     return self._submitted
 
   def result(self, ticket: int, check: Callable[[], None] | None = None) -> IdentityScores:
@@ -193,12 +206,13 @@ class BackgroundScorer:
       if check is not None:
         check()
       try:
-        done, outcome = self._results.get(timeout=0.5)
+        message = self._results.get(timeout=0.5)
       except queue.Empty:
-        if not self._process.is_alive():
-          raise FaceblurError(f"the identity worker process stopped (exit code "
-                              f"{self._process.exitcode}) before it scored its faces") from None
         continue
+      if message is None:  # the worker's end of the pipe closed
+        raise FaceblurError(f"the identity worker process stopped (exit code "
+                            f"{self._process.wait()}) before it scored its faces")
+      done, outcome = message
       self._done[done] = outcome
     outcome = self._done.pop(ticket)
     if isinstance(outcome, BaseException):
@@ -207,12 +221,10 @@ class BackgroundScorer:
 
   def close(self) -> None:
     """Stops the worker, whatever it is doing."""
-    if self._process.is_alive():
+    self._tasks.put(None)
+    if self._process.poll() is None:
       self._process.terminate()
-    self._process.join()
-    for channel in (self._tasks, self._results):
-      channel.close()
-      channel.cancel_join_thread()
+    self._process.wait()
 
   def __enter__(self) -> BackgroundScorer:
     return self
@@ -221,19 +233,53 @@ class BackgroundScorer:
     self.close()
 
 
-def _serve(tasks, results, parent: int, min_face_size: int, detector_upsample: int) -> None:
-  """The worker of `BackgroundScorer`: scores each queued set until told to stop or orphaned."""
-  signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _write_message(stream, message) -> None:
+  data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+  stream.write(struct.pack("<Q", len(data)) + data)
+  stream.flush()
+
+
+def _read_message(stream):
+  """The next message on `stream`, or None once it is closed."""
+  header = stream.read(8)
+  if len(header) < 8:
+    return None
+  return pickle.loads(stream.read(struct.unpack("<Q", header)[0]))  # noqa: S301 (our worker)
+
+
+def _write_tasks(tasks: queue.Queue, stream) -> None:
+  try:
+    while (task := tasks.get()) is not None:
+      _write_message(stream, task)
+  except OSError:  # the worker was stopped
+    pass
+  finally:
+    with contextlib.suppress(OSError):
+      stream.close()
+
+
+def _read_results(stream, results: queue.Queue) -> None:
+  while True:
+    message = _read_message(stream)
+    results.put(message)
+    if message is None:
+      return
+
+
+def _serve(min_face_size: int, detector_upsample: int) -> None:
+  """The worker of `BackgroundScorer`: scores each set its parent sends on stdin, answering on
+  the original stdout (anything else printed goes to stderr), until stdin closes."""
+  answers = os.fdopen(os.dup(1), "wb")
+  os.dup2(2, 1)
+  tasks = sys.stdin.buffer
   descriptor = FaceDescriptor(min_face_size=min_face_size, detector_upsample=detector_upsample)
-  while os.getppid() == parent:
+  while (task := _read_message(tasks)) is not None:
+    ticket, sharp, columns, options = task
     try:
-      ticket, sharp, columns, options = tasks.get(timeout=1.0)
-    except queue.Empty:
-      continue
-    try:
-      results.put((ticket, score_set(descriptor, sharp, columns, **options)))
+      outcome = score_set(descriptor, sharp, columns, **options)
     except Exception as error:  # noqa: BLE001 (handed to the caller, which raises it)
-      results.put((ticket, error))
+      outcome = error
+    _write_message(answers, (ticket, outcome))
 
 
 def _pad(image: np.ndarray, pad: int) -> np.ndarray:

@@ -5,7 +5,10 @@ the table, the JSON entry and the CSV cells, alongside Table 2's IoU rows."""
 
 import csv
 import json
+import os
 import pathlib
+import subprocess
+import sys
 
 import matplotlib.cbook
 import ml_collections
@@ -128,7 +131,25 @@ def test_the_background_worker_scores_as_score_set_does(descriptor, portraits):
     with pytest.raises(errors.Interrupted):
       background.result(busy, check=interrupted)
     worker = background._process
-  assert not worker.is_alive()
+  assert worker.poll() is not None
+
+
+def test_the_background_worker_runs_from_a_script_without_a_main_guard(tmp_path):
+  """The worker imports faceblur, never the caller's script: a script that scores at import
+  time (no `if __name__ == "__main__"`) is not run again in the worker."""
+  script = tmp_path / "score.py"
+  script.write_text(
+      "import numpy as np, skimage.data\n"
+      "from faceblur.evaluate import identity\n"
+      "face = skimage.data.astronaut()[40:210, 140:300].astype(np.float32) / 255\n"
+      "descriptor = identity.FaceDescriptor()\n"
+      "with identity.BackgroundScorer(descriptor) as background:\n"
+      "  ticket = background.submit([face], {'same': [face]}, padding=0.25)\n"
+      "  print('distance', background.result(ticket).distances['same'][0])\n")
+  run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                       timeout=300, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+  assert run.returncode == 0, run.stderr
+  assert run.stdout.split() == ["distance", "0.0"]
 
 
 def _shrink(image):
