@@ -77,9 +77,9 @@ def get_config(arg: str = "paired_folder") -> ml_collections.ConfigDict:
   config.identity = True
   config.identity_max_images = 0
   config.identity_test_sets = ()
-  # Table 3's descriptors in a worker process, beside the other sets' restores and detections
-  # (dlib's network holds the GIL on one core); sets of under 64 descriptors stay in-process.
-  config.identity_in_background = True
+  # Table 3's descriptors shared among this many worker processes (dlib's network holds the
+  # GIL on one core); 0 or 1, and sets of under 64 descriptors: in this process.
+  config.identity_processes = 2
   # Paired differences "a-b" (two method names, or `blurred`): per paired set and metric, the
   # mean per-face difference a - b with its 95 % paired bootstrap interval, in both reports.
   config.comparisons = ()

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from faceblur import ops
 from faceblur.detectors.base import Detection
 from faceblur.errors import ConfigError
 from faceblur.images import as_rgb
@@ -124,6 +123,8 @@ class DlibHOG:
 
 @functools.cache
 def _num_threads() -> int:
+  from faceblur import ops  # noqa: PLC0415 (imports JAX, which Table 3's workers do without)
+
   return ops.host_threads()
 
 

@@ -28,6 +28,7 @@ import concurrent.futures
 import contextlib
 import csv
 import dataclasses
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -69,29 +70,9 @@ RESTORE_BATCH = 16
 # Images per `detect_batch` call (MTCNN runs them together, dlib one by one).
 DETECT_BATCH = 16
 # Fewest face descriptors (faces x columns, ground truth included) that a set's Table 3 must
-# compute for `identity_in_background` to start the worker process: a process's start-up costs
-# about as much CPU as 20 descriptors.
-BACKGROUND_MIN_DESCRIPTORS = 64
-
-
-@dataclasses.dataclass
-class _ScoredSet:
-  """A paired set's scores and detections, waiting for its Table 3 (which may still be
-  computing in the background) before its CSV and report entry are written."""
-  name: str
-  data: dict
-  skipped: list
-  restored: dict
-  scores: dict
-  found_truth: list
-  boxes_truth: list
-  found_blurred: list
-  boxes_blurred: list
-  found: dict
-  boxes: dict
-  protocol: dict
-  second: dict | None
-  extra_cells: list
+# compute to start `identity_processes` worker processes: a worker's start-up costs about as
+# much CPU as 20 descriptors.
+PROCESSES_MIN_DESCRIPTORS = 64
 
 
 @dataclasses.dataclass
@@ -411,57 +392,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
 
   missing: dict[str, dict[str, int]] = {}
 
-  def finish_set(scored_set: _ScoredSet, scored: identity.IdentityScores | None) -> None:
-    """Writes a set's per-image CSV, figure and report entry, Table 3 included."""
-    set_name, data = scored_set.name, scored_set.data
-    scores, found, extra_cells = scored_set.scores, scored_set.found, scored_set.extra_cells
-    if scored is not None:
-      report["identity"]["test_sets"][set_name] = scored.summary()
-      extra_cells = _merge_cells(extra_cells, scored.rows())
-    rows = []
-    for index, name in enumerate(data["name"]):
-      row = {"file": name, "truth_detected": scored_set.found_truth[index],
-             "blurred_detected": scored_set.found_blurred[index]}
-      for method in methods:
-        psnr, ssim = scores[method.name]["per_image"]
-        row |= {f"{method.name}_psnr": round(float(psnr[index]), 4),
-                f"{method.name}_ssim": round(float(ssim[index]), 5),
-                f"{method.name}_detected": found[method.name][index]}
-      rows.append(row | extra_cells[index])
-    _write_csv(output / f"per_image_{set_name}.csv", rows)
-    blurred_quality = None
-    if "blurred" not in scores and pairs:  # not configured as a method: score the input
-      blurred_quality = quality(set_name, None, data["blurred"], data["sharp"], data["name"])
-    per_face = _per_face_scores(scores, blurred_quality, scored_set.found_blurred, found,
-                                scored_set.protocol, scored_set.second, scored) if pairs else {}
-    figure = output / f"figure_{set_name}.png"
-    _figure(figure, data, scored_set.restored, methods, scored_set.boxes_truth,
-            scored_set.boxes_blurred, scored_set.boxes, config.num_grid_images)
-    second = scored_set.second
-    report["test_sets"][set_name] = {
-        "num_images": len(data["name"]), "num_skipped": len(scored_set.skipped),
-        "missing_outputs": missing[set_name],
-        "quality": {name: {k: v for k, v in q.items() if k != "per_image"}
-                    for name, q in scores.items()},
-        "detection": {"ground_truth": float(np.mean(scored_set.found_truth)),
-                      "blurred": float(np.mean(scored_set.found_blurred)),
-                      **{name: float(np.mean(values)) for name, values in found.items()}},
-        "detection_iou": scored_set.protocol["iou"],
-        "second_detector": second and {"detection": second["any_face"],
-                                       "detection_iou": second["iou"]},
-        "figure": figure.name, "per_image_csv": f"per_image_{set_name}.csv",
-        "differences": comparisons.differences(per_face, pairs),
-    }
-    share = comparisons.oracle_share(per_face, pairs)
-    if share is not None:
-      report["test_sets"][set_name]["oracle_share"] = share
-
   with contextlib.ExitStack() as workers, interruptible() as interruption:
-    background: identity.BackgroundScorer | None = None
-    waiting: list[tuple[_ScoredSet, int]] = []  # sets whose Table 3 the worker computes
+    processes: identity.DescriptorProcesses | None = None
     synthetic_blur = {}  # each paired set's blurred images, for the blur-realism score
     for set_name, spec in config.test_sets.items():
-      report["test_sets"][set_name] = None  # filled in by `finish_set`, in the config's order
       source = factory.make_paired_source(spec)
       data, skipped = _load(source, ("blurred", "sharp"), config.image_size, config.max_images,
                             where=f"test_sets.{set_name}")
@@ -501,28 +435,61 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
                for column, images in columns.items()})
         extra_cells = _merge_cells(extra_cells, detection_protocol.csv_cells(
             second, suffix=f"_{second_detector.name}"))
-      scored_set = _ScoredSet(set_name, data, skipped, restored, scores, found_truth,
-                              boxes_truth, found_blurred, boxes_blurred, found, boxes,
-                              protocol, second, extra_cells)
-      if descriptor is None or (config.identity_test_sets
-                                and set_name not in config.identity_test_sets):
-        finish_set(scored_set, None)
-        continue
-      report["identity"]["test_sets"][set_name] = None  # in the config's order
-      options = dict(padding=config.detector_padding,
-                     fallback_boxes=detection_protocol.reference_boxes(boxes_truth),
-                     max_images=config.identity_max_images)
-      faces = min(len(data["sharp"]), config.identity_max_images or len(data["sharp"]))
-      if (config.get("identity_in_background", False)
-          and faces * (len(columns) + 1) >= BACKGROUND_MIN_DESCRIPTORS):
-        if background is None:
-          background = workers.enter_context(identity.BackgroundScorer(descriptor))
-        waiting.append((scored_set, background.submit(data["sharp"], columns, **options)))
-        continue
-      finish_set(scored_set, identity.score_set(
-          descriptor, data["sharp"], columns, **options,
-          check=lambda column, where=set_name: _check(interruption,
-                                                      f"{where}/identity/{column}", resume)))
+      scored = None
+      if descriptor is not None and (not config.identity_test_sets
+                                     or set_name in config.identity_test_sets):
+        faces = min(len(data["sharp"]), config.identity_max_images or len(data["sharp"]))
+        score_set = functools.partial(identity.score_set, descriptor)
+        if (config.get("identity_processes", 0) > 1
+            and faces * (len(columns) + 1) >= PROCESSES_MIN_DESCRIPTORS):
+          if processes is None:
+            processes = workers.enter_context(identity.DescriptorProcesses(
+                descriptor, config.identity_processes))
+          score_set = processes.score_set
+        scored = score_set(
+            data["sharp"], columns, padding=config.detector_padding,
+            fallback_boxes=detection_protocol.reference_boxes(boxes_truth),
+            max_images=config.identity_max_images,
+            check=lambda column, where=set_name: _check(interruption,
+                                                        f"{where}/identity/{column}", resume))
+        report["identity"]["test_sets"][set_name] = scored.summary()
+        extra_cells = _merge_cells(extra_cells, scored.rows())
+      rows = []
+      for index, name in enumerate(data["name"]):
+        row = {"file": name, "truth_detected": found_truth[index],
+               "blurred_detected": found_blurred[index]}
+        for method in methods:
+          psnr, ssim = scores[method.name]["per_image"]
+          row |= {f"{method.name}_psnr": round(float(psnr[index]), 4),
+                  f"{method.name}_ssim": round(float(ssim[index]), 5),
+                  f"{method.name}_detected": found[method.name][index]}
+        rows.append(row | extra_cells[index])
+      _write_csv(output / f"per_image_{set_name}.csv", rows)
+      blurred_quality = None
+      if "blurred" not in scores and pairs:  # not configured as a method: score the input
+        blurred_quality = quality(set_name, None, data["blurred"], data["sharp"], data["name"])
+      per_face = _per_face_scores(scores, blurred_quality, found_blurred, found, protocol,
+                                  second, scored) if pairs else {}
+      figure = output / f"figure_{set_name}.png"
+      _figure(figure, data, restored, methods, boxes_truth, boxes_blurred, boxes,
+              config.num_grid_images)
+      report["test_sets"][set_name] = {
+          "num_images": len(data["name"]), "num_skipped": len(skipped),
+          "missing_outputs": missing[set_name],
+          "quality": {name: {k: v for k, v in q.items() if k != "per_image"}
+                      for name, q in scores.items()},
+          "detection": {"ground_truth": float(np.mean(found_truth)),
+                        "blurred": float(np.mean(found_blurred)),
+                        **{name: float(np.mean(values)) for name, values in found.items()}},
+          "detection_iou": protocol["iou"],
+          "second_detector": second and {"detection": second["any_face"],
+                                         "detection_iou": second["iou"]},
+          "figure": figure.name, "per_image_csv": f"per_image_{set_name}.csv",
+          "differences": comparisons.differences(per_face, pairs),
+      }
+      share = comparisons.oracle_share(per_face, pairs)
+      if share is not None:
+        report["test_sets"][set_name]["oracle_share"] = share
 
     if config.real_blurred.kind:
       source = factory.make_source(config.real_blurred)
@@ -551,10 +518,6 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
                                 "missing_outputs": missing["real_blurred"],
                                 "second_detector": second_real and {"detection": second_real}}
       report["blur_realism"] = _realism(data["image"], synthetic_blur)
-    for scored_set, ticket in waiting:
-      finish_set(scored_set, background.result(
-          ticket, check=lambda where=scored_set.name: _check(interruption, f"{where}/identity",
-                                                             resume)))
     _check(interruption, "the end", resume)
 
   report["wall_time_s"] = round(time.perf_counter() - started, 1)

@@ -160,16 +160,53 @@ def score_set(descriptor: FaceDescriptor, sharp: Sequence[np.ndarray],
   return IdentityScores(distances)
 
 
-class BackgroundScorer:
-  """`score_set` in a worker process, while the caller goes on with other work.
+class DescriptorProcesses:
+  """`score_set` with the faces shared among worker processes.
 
-  dlib's descriptor network holds the GIL and keeps one core busy for about 0.1 s a face, so a
-  thread cannot run beside it; a process can, on the core that the evaluation's restores and
-  detections leave idle between their calls. The worker is a fresh interpreter that imports
+  dlib's descriptor network holds the GIL and keeps one core busy for about 0.1 s a face, so
+  threads cannot share the work; processes can. Each worker is a fresh interpreter that imports
   this module only (not the caller's script, as multiprocessing's spawn would), in its own
-  session, so a Ctrl-C reaches the caller alone, which decides what an interruption stops;
-  `close()` terminates it, and it exits by itself when its parent's pipe closes.
+  session, so that a Ctrl-C reaches the caller alone, which decides what an interruption stops.
+  `close()` terminates the workers; each also exits by itself when its parent's pipe closes.
   """
+
+  def __init__(self, descriptor: FaceDescriptor, processes: int):
+    self.processes = [_Worker(descriptor) for _ in range(max(1, int(processes)))]
+
+  def score_set(self, sharp: Sequence[np.ndarray], columns: dict[str, Sequence[np.ndarray]], *,
+                max_images: int = 0, fallback_boxes: Sequence[Box | None] | None = None,
+                check: Callable[[str], None] | None = None, **options) -> IdentityScores:
+    """`score_set(descriptor, sharp, columns, ...)`, each worker scoring a contiguous share of
+    the faces; `check("descriptors")` runs about twice a second while they work (to stop on an
+    interruption)."""
+    count = min(len(sharp), max_images) if max_images > 0 else len(sharp)
+    bounds = [count * part // len(self.processes) for part in range(len(self.processes) + 1)]
+    shares = [(worker, low, high) for worker, low, high
+              in zip(self.processes, bounds, bounds[1:], strict=False) if high > low]
+    for worker, low, high in shares:
+      worker.send((list(sharp[low:high]),
+                   {column: list(images[low:high]) for column, images in columns.items()},
+                   options | {"fallback_boxes": None if fallback_boxes is None
+                              else list(fallback_boxes[low:high])}))
+    parts = [worker.receive(check) for worker, _, _ in shares]
+    return IdentityScores({column: [distance for part in parts
+                                    for distance in part.distances[column]]
+                           for column in columns})
+
+  def close(self) -> None:
+    """Stops the workers, whatever they are doing."""
+    for worker in self.processes:
+      worker.close()
+
+  def __enter__(self) -> DescriptorProcesses:
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+
+class _Worker:
+  """One `_serve` process; threads move the messages, so neither side waits on a full pipe."""
 
   def __init__(self, descriptor: FaceDescriptor):
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
@@ -178,59 +215,36 @@ class BackgroundScorer:
          f"identity._serve({descriptor.min_face_size}, {descriptor.detector_upsample})"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment,
         start_new_session=True)
-    # Threads move the messages, so that neither side waits on a full pipe.
     self._tasks: queue.Queue = queue.Queue()
     self._results: queue.Queue = queue.Queue()
     threading.Thread(target=_write_tasks, args=(self._tasks, self._process.stdin),
                      daemon=True).start()
     threading.Thread(target=_read_results, args=(self._process.stdout, self._results),
                      daemon=True).start()
-    self._submitted = 0
-    self._done: dict[int, IdentityScores | BaseException] = {}
 
-  def submit(self, sharp: Sequence[np.ndarray], columns: dict[str, Sequence[np.ndarray]],
-             **options) -> int:
-    """Queues `score_set(descriptor, sharp, columns, **options)` (no `check`); returns the
-    ticket that `result` takes."""
-    self._submitted += 1
-    task = (self._submitted, [np.asarray(image) for image in sharp],
-            {column: [np.asarray(image) for image in images] for column, images in columns.items()},
-            options)
+  def send(self, task: tuple) -> None:
     self._tasks.put(task)
-    return self._submitted
 
-  def result(self, ticket: int, check: Callable[[], None] | None = None) -> IdentityScores:
-    """The scores of `submit`'s `ticket`, once the worker has them; `check()` runs about
-    twice a second meanwhile (to stop on an interruption)."""
-    while ticket not in self._done:
+  def receive(self, check: Callable[[str], None] | None) -> IdentityScores:
+    while True:
       if check is not None:
-        check()
+        check("descriptors")
       try:
-        message = self._results.get(timeout=0.5)
+        outcome = self._results.get(timeout=0.5)
       except queue.Empty:
         continue
-      if message is None:  # the worker's end of the pipe closed
-        raise FaceblurError(f"the identity worker process stopped (exit code "
+      if outcome is None:  # the worker's end of the pipe closed
+        raise FaceblurError(f"an identity worker process stopped (exit code "
                             f"{self._process.wait()}) before it scored its faces")
-      done, outcome = message
-      self._done[done] = outcome
-    outcome = self._done.pop(ticket)
-    if isinstance(outcome, BaseException):
-      raise outcome
-    return outcome
+      if isinstance(outcome, BaseException):
+        raise outcome
+      return outcome
 
   def close(self) -> None:
-    """Stops the worker, whatever it is doing."""
     self._tasks.put(None)
     if self._process.poll() is None:
       self._process.terminate()
     self._process.wait()
-
-  def __enter__(self) -> BackgroundScorer:
-    return self
-
-  def __exit__(self, *exc_info) -> None:
-    self.close()
 
 
 def _write_message(stream, message) -> None:
@@ -267,19 +281,19 @@ def _read_results(stream, results: queue.Queue) -> None:
 
 
 def _serve(min_face_size: int, detector_upsample: int) -> None:
-  """The worker of `BackgroundScorer`: scores each set its parent sends on stdin, answering on
-  the original stdout (anything else printed goes to stderr), until stdin closes."""
+  """A worker of `DescriptorProcesses`: scores each share its parent sends on stdin, answering
+  on the original stdout (anything else printed goes to stderr), until stdin closes."""
   answers = os.fdopen(os.dup(1), "wb")
   os.dup2(2, 1)
   tasks = sys.stdin.buffer
   descriptor = FaceDescriptor(min_face_size=min_face_size, detector_upsample=detector_upsample)
   while (task := _read_message(tasks)) is not None:
-    ticket, sharp, columns, options = task
+    sharp, columns, options = task
     try:
       outcome = score_set(descriptor, sharp, columns, **options)
     except Exception as error:  # noqa: BLE001 (handed to the caller, which raises it)
       outcome = error
-    _write_message(answers, (ticket, outcome))
+    _write_message(answers, outcome)
 
 
 def _pad(image: np.ndarray, pad: int) -> np.ndarray:

@@ -107,45 +107,48 @@ def test_score_set_uses_the_ground_truths_box_and_the_fallback_where_hog_finds_n
   assert first_only.distances["blurred"] == pytest.approx([blurred[0]])
 
 
-def test_the_background_worker_scores_as_score_set_does(descriptor, portraits):
-  """`BackgroundScorer` (Table 3 in a worker process) returns `score_set`'s distances, raises
-  the worker's errors in the caller, stops waiting when `check` raises, and `close` ends the
-  worker even mid-task."""
+def test_worker_processes_score_as_score_set_does(descriptor, portraits):
+  """`DescriptorProcesses` (Table 3's faces shared among worker processes) returns
+  `score_set`'s distances in the faces' order, `max_images` and fallback boxes included,
+  raises a worker's error in the caller, stops waiting when `check` raises, and `close` ends
+  the workers even mid-task."""
   face = portraits["astronaut"][40:210, 140:300]
   noise = np.random.default_rng(0).random(face.shape, dtype=np.float32)
-  sharp = [face, noise]
-  columns = {"blurred": [_blur(face, 2), noise], "worse": [_blur(face, 6), noise]}
-  options = dict(padding=0.25, fallback_boxes=[None, (0, 0, 60, 60)])
+  sharp = [face, noise, _blur(face, 1), noise]
+  columns = {"blurred": [_blur(face, 2), noise, _blur(face, 3), noise],
+             "worse": [_blur(face, 6), noise, _blur(face, 8), noise]}
+  options = dict(padding=0.25, fallback_boxes=[None, (0, 0, 60, 60), None, None], max_images=3)
   expected = identity.score_set(descriptor, sharp, columns, **options)
-  with identity.BackgroundScorer(descriptor) as background:
-    first = background.submit(sharp, columns, **options)
-    broken = background.submit(sharp, {"blurred": [face]})  # one image for two faces
-    assert background.result(first).distances == expected.distances
+  assert len(expected.distances["blurred"]) == 3 and expected.distances["blurred"][1] == 0.0
+  with identity.DescriptorProcesses(descriptor, 2) as processes:
+    assert processes.score_set(sharp, columns, **options).distances == expected.distances
     with pytest.raises(ValueError):
-      background.result(broken)
-    busy = background.submit(sharp * 20, {name: images * 20 for name, images in columns.items()})
+      processes.score_set(sharp, {"blurred": [face, face]})  # two images for four faces
+    checked = []
 
-    def interrupted():
+    def interrupted(where):
+      checked.append(where)
       raise errors.Interrupted("stop", exit_code=130)
 
     with pytest.raises(errors.Interrupted):
-      background.result(busy, check=interrupted)
-    worker = background._process
-  assert worker.poll() is not None
+      processes.score_set(sharp * 10, {name: images * 10 for name, images in columns.items()},
+                          check=interrupted)
+    assert checked == ["descriptors"]
+    workers = [worker._process for worker in processes.processes]
+  assert len(workers) == 2 and all(worker.poll() is not None for worker in workers)
 
 
-def test_the_background_worker_runs_from_a_script_without_a_main_guard(tmp_path):
-  """The worker imports faceblur, never the caller's script: a script that scores at import
-  time (no `if __name__ == "__main__"`) is not run again in the worker."""
+def test_worker_processes_run_from_a_script_without_a_main_guard(tmp_path):
+  """The workers import faceblur, never the caller's script: a script that scores at import
+  time (no `if __name__ == "__main__"`) is not run again in them."""
   script = tmp_path / "score.py"
   script.write_text(
       "import numpy as np, skimage.data\n"
       "from faceblur.evaluate import identity\n"
       "face = skimage.data.astronaut()[40:210, 140:300].astype(np.float32) / 255\n"
-      "descriptor = identity.FaceDescriptor()\n"
-      "with identity.BackgroundScorer(descriptor) as background:\n"
-      "  ticket = background.submit([face], {'same': [face]}, padding=0.25)\n"
-      "  print('distance', background.result(ticket).distances['same'][0])\n")
+      "with identity.DescriptorProcesses(identity.FaceDescriptor(), 2) as processes:\n"
+      "  scored = processes.score_set([face], {'same': [face]}, padding=0.25)\n"
+      "  print('distance', scored.distances['same'][0])\n")
   run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                        timeout=300, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
   assert run.returncode == 0, run.stderr
@@ -214,10 +217,9 @@ def test_the_evaluation_writes_table_3_and_the_iou_rows(tmp_path, monkeypatch):
   assert rows[3]["shrunk_identity_distance"] == "" and float(rows[0]["shrunk_identity_distance"])
 
 
-def test_table_3_from_the_background_worker_equals_the_in_process_one(tmp_path, monkeypatch):
+def test_table_3_from_worker_processes_equals_the_in_process_one(tmp_path, monkeypatch):
   """The evaluation's Table 3, CSV cells and identity differences are the same whether the
-  descriptors run in the worker process (forced here for a small set) or in-process, and the
-  report keeps the config's order of test sets."""
+  descriptors run in worker processes (forced here for a small set) or in-process."""
   faces = demo.DemoFaces(size=64, count=6, seed=0, group="test")
   for side in ("sharp", "blurred"):
     (tmp_path / "set" / side).mkdir(parents=True)
@@ -227,32 +229,30 @@ def test_table_3_from_the_background_worker_equals_the_in_process_one(tmp_path, 
     blurred = (_blur(image.astype(np.float32) / 255, 1.5) * 255).round().astype(np.uint8)
     Image.fromarray(blurred).save(tmp_path / "set" / "blurred" / f"{index}.png")
   monkeypatch.setitem(evaluation.METHODS._entries, "shrunk", lambda spec: _shrink)
+  monkeypatch.setattr(evaluation, "PROCESSES_MIN_DESCRIPTORS", 0)
   config = evaluate_config.get_config()
-  folder = common.source("paired_folder", path=str(tmp_path / "set"), split="")
-  config.test_sets = ml_collections.ConfigDict(dict(first=folder, second=folder))
-  config.identity_test_sets = ("first",)
+  config.test_sets = ml_collections.ConfigDict(dict(
+      faces=common.source("paired_folder", path=str(tmp_path / "set"), split="")))
   config.second_detector = ""
   config.methods = ml_collections.ConfigDict(dict(
       blurred=evaluate_config.method("identity", label="Blurred input"),
       shrunk=evaluate_config.method("shrunk", label="Shrunk")))
   config.comparisons = ("shrunk-blurred",)
   reports = {}
-  for in_background, threshold in ((False, 0), (True, 0)):
-    monkeypatch.setattr(evaluation, "BACKGROUND_MIN_DESCRIPTORS", threshold)
-    config.identity_in_background = in_background
-    config.output = str(tmp_path / f"out_{in_background}")
+  for processes in (0, 2):
+    config.identity_processes = processes
+    config.output = str(tmp_path / f"out_{processes}")
     evaluation.evaluate(config, tmp_path)
     out = pathlib.Path(config.output)
-    report = json.loads((out / "report.json").read_text())
-    with open(out / "per_image_first.csv") as handle:
-      rows = list(csv.DictReader(handle))
-    reports[in_background] = (report, rows)
-  (plain, plain_rows), (background, background_rows) = reports[False], reports[True]
-  assert list(background["test_sets"]) == ["first", "second"]
-  assert background["identity"] == plain["identity"]
-  assert background_rows == plain_rows and "shrunk_identity_distance" in plain_rows[0]
-  differences = [report["test_sets"]["first"]["differences"]["shrunk-blurred"]
-                 for report in (plain, background)]
+    with open(out / "per_image_faces.csv") as handle:
+      reports[processes] = (json.loads((out / "report.json").read_text()),
+                            list(csv.DictReader(handle)))
+  (plain, plain_rows), (shared, shared_rows) = reports[0], reports[2]
+  assert shared["identity"] == plain["identity"]
+  assert shared["identity"]["test_sets"]["faces"]["num_scored"] >= 4
+  assert shared_rows == plain_rows and "shrunk_identity_distance" in plain_rows[0]
+  differences = [report["test_sets"]["faces"]["differences"]["shrunk-blurred"]
+                 for report in (plain, shared)]
   assert differences[0]["identity_distance"] == differences[1]["identity_distance"]
 
 
