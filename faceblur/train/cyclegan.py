@@ -363,26 +363,24 @@ def _sampler(config, networks, sharp_source, workdir: pathlib.Path, writer: Metr
         _transformed(validation, transform, validation_count))
   codes, noise_keys = generator_randomness(config, jax.random.key(config.seed), len(sharp))
   hidden = min(len(sharp), max(config.get("hidden_count", 100), config.num_samples))
-
-  @compilation.jit
-  def translate(g, f, images, noise_key):
-    fake_blurred = networks["g"].apply(g, images, codes, noise_keys).astype(jnp.float32)
-    scored = fake_blurred[:hidden]
-    noisy = scored + HIDDEN_NOISE_STD * jax.random.normal(noise_key, scored.shape)
-    cycled = networks["f"].apply(f, scored).astype(jnp.float32)
-    cycled_noisy = networks["f"].apply(f, noisy).astype(jnp.float32)
-    return fake_blurred, cycled, cycled_noisy
-
-  deblur = compilation.jit(lambda f, images: networks["f"].apply(f, images).astype(jnp.float32))
+  noise = HIDDEN_NOISE_STD * np.asarray(jax.random.normal(jax.random.key(config.seed + 1),
+                                                          (hidden, *sharp.shape[1:])))
+  # Two small programs, F's compiled once for its three batches of `hidden` faces: one program
+  # for all of it took longer to compile ("The demo's wall time" in bench/RESULTS.md).
+  blur = compilation.jit(lambda g, images: networks["g"].apply(
+      g, images, codes, noise_keys).astype(jnp.float32), forward_only=True)
+  deblur = compilation.jit(lambda f, images: networks["f"].apply(f, images).astype(jnp.float32),
+                           forward_only=True)
 
   def psnr(images: np.ndarray) -> float:
     return float(np.mean(np.asarray(metrics.psnr(np.clip(images, 0, 1), sharp[:len(images)]))))
 
   def hook(step: int, state: CycleGANState) -> None:
-    fake_blurred, cycled, cycled_noisy = jax.device_get(
-        translate(state.g, state.f, sharp, jax.random.key(config.seed + 1)))
-    cycled_jpeg = np.asarray(deblur(state.f, blur_generator.jpeg_round_trip(
-        fake_blurred[:hidden], np.full(hidden, HIDDEN_JPEG_QUALITY))))
+    fake_blurred = np.asarray(blur(state.g, sharp))
+    scored = fake_blurred[:hidden]
+    cycled, cycled_noisy, cycled_jpeg = (np.asarray(deblur(state.f, images)) for images in (
+        scored, scored + noise, blur_generator.jpeg_round_trip(
+            scored, np.full(hidden, HIDDEN_JPEG_QUALITY))))
     scores = {"hidden/cycle_psnr": psnr(cycled),
               f"hidden/cycle_psnr_noise_{round(HIDDEN_NOISE_STD * 255)}": psnr(cycled_noisy),
               f"hidden/cycle_psnr_jpeg_{HIDDEN_JPEG_QUALITY}": psnr(cycled_jpeg),
