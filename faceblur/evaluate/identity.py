@@ -188,7 +188,14 @@ class DescriptorProcesses:
                    {column: list(images[low:high]) for column, images in columns.items()},
                    options | {"fallback_boxes": None if fallback_boxes is None
                               else list(fallback_boxes[low:high])}))
-    parts = [worker.receive(check) for worker, _, _ in shares]
+    try:
+      parts = [worker.receive(check) for worker, _, _ in shares]
+    except BaseException:
+      self.close()  # answers may still be in flight: no later call may read them as its own
+      raise
+    for part in parts:  # every worker has answered, so each queue is empty again
+      if isinstance(part, BaseException):
+        raise part
     return IdentityScores({column: [distance for part in parts
                                     for distance in part.distances[column]]
                            for column in columns})
@@ -225,7 +232,8 @@ class _Worker:
   def send(self, task: tuple) -> None:
     self._tasks.put(task)
 
-  def receive(self, check: Callable[[str], None] | None) -> IdentityScores:
+  def receive(self, check: Callable[[str], None] | None) -> IdentityScores | Exception:
+    """The worker's answer to the task sent last: its scores, or the error it raised."""
     while True:
       if check is not None:
         check("descriptors")
@@ -236,8 +244,6 @@ class _Worker:
       if outcome is None:  # the worker's end of the pipe closed
         raise FaceblurError(f"an identity worker process stopped (exit code "
                             f"{self._process.wait()}) before it scored its faces")
-      if isinstance(outcome, BaseException):
-        raise outcome
       return outcome
 
   def close(self) -> None:

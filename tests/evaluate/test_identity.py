@@ -122,8 +122,9 @@ def test_worker_processes_score_as_score_set_does(descriptor, portraits):
   assert len(expected.distances["blurred"]) == 3 and expected.distances["blurred"][1] == 0.0
   with identity.DescriptorProcesses(descriptor, 2) as processes:
     assert processes.score_set(sharp, columns, **options).distances == expected.distances
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError):  # the first worker's share is whole, the second's empty
       processes.score_set(sharp, {"blurred": [face, face]})  # two images for four faces
+    assert processes.score_set(sharp, columns, **options).distances == expected.distances
     checked = []
 
     def interrupted(where):
@@ -230,6 +231,14 @@ def test_table_3_from_worker_processes_equals_the_in_process_one(tmp_path, monke
     Image.fromarray(blurred).save(tmp_path / "set" / "blurred" / f"{index}.png")
   monkeypatch.setitem(evaluation.METHODS._entries, "shrunk", lambda spec: _shrink)
   monkeypatch.setattr(evaluation, "PROCESSES_MIN_DESCRIPTORS", 0)
+  started = []
+
+  class Recorded(identity.DescriptorProcesses):
+    def __init__(self, descriptor, processes):
+      started.append(processes)
+      super().__init__(descriptor, processes)
+
+  monkeypatch.setattr(identity, "DescriptorProcesses", Recorded)
   config = evaluate_config.get_config()
   config.test_sets = ml_collections.ConfigDict(dict(
       faces=common.source("paired_folder", path=str(tmp_path / "set"), split="")))
@@ -248,6 +257,7 @@ def test_table_3_from_worker_processes_equals_the_in_process_one(tmp_path, monke
       reports[processes] = (json.loads((out / "report.json").read_text()),
                             list(csv.DictReader(handle)))
   (plain, plain_rows), (shared, shared_rows) = reports[0], reports[2]
+  assert started == [2]  # the second evaluation's Table 3 ran in two worker processes
   assert shared["identity"] == plain["identity"]
   assert shared["identity"]["test_sets"]["faces"]["num_scored"] >= 4
   assert shared_rows == plain_rows and "shrunk_identity_distance" in plain_rows[0]
