@@ -125,6 +125,12 @@ def test_worker_processes_score_as_score_set_does(descriptor, portraits):
     with pytest.raises(ValueError):  # the first worker's share is whole, the second's empty
       processes.score_set(sharp, {"blurred": [face, face]})  # two images for four faces
     assert processes.score_set(sharp, columns, **options).distances == expected.distances
+    # The first worker fails and the second answers: that answer must not be taken for the
+    # second worker's share of the next call.
+    with pytest.raises(ValueError):
+      processes.score_set(sharp, {"blurred": ["not an image", *columns["blurred"][1:]]},
+                          padding=0.25)
+    assert processes.score_set(sharp, columns, **options).distances == expected.distances
     checked = []
 
     def interrupted(where):
