@@ -3,7 +3,7 @@
 A diagnostic for the demo's world only: it reads the camera's process, so it may explain a
 result but must never choose a variant, a checkpoint or a setting (the realism score on
 validation photos does that). For each stage-1 workdir (a `kernel_blur*` G), the kernels of
-`--codes` random codes at the step `selection.json` selected (or `--step`); for the camera,
+`--codes` random codes at the step `selection.json` selected (or each of `--steps`); for the camera,
 the point spread of `--codes` draws (`camera_blur.point_spread`), at the frame's centre and at
 a random point of the frame's interior (roll and zoom blur the frame's edges more). Per
 kernel: the mass within 1.5 px of its centre of mass, its peak and its RMS radius; and the
@@ -48,10 +48,10 @@ def spread(kernels: np.ndarray) -> np.ndarray:
                    np.sqrt(np.sum(kernels * radius ** 2, axis=(1, 2)))], axis=1)
 
 
-def generator_kernels(workdir: str, count: int) -> tuple[int, np.ndarray, np.ndarray]:
+def generator_kernels(workdir: str, count: int, step: int | None,
+                      use_ema: bool) -> tuple[int, np.ndarray, np.ndarray]:
   """G's kernels (N, k, k) and noise sigmas at mid-grey (N,) for `count` random codes."""
-  step = FLAGS.step or cyclegan.read_selected_step(workdir)
-  trained = load_trained(workdir, "cyclegan", step=step)
+  trained = load_trained(workdir, "cyclegan", step=step, use_ema=use_ema)
   g = nnx.merge(trained.networks["g"].graphdef, trained.params["g"])
   kernels, noise = g.blur_parameters(jax.random.normal(jax.random.key(0), (count, g.code_dim)))
   noise = np.asarray(noise)  # variance a * y + b in linear light
@@ -85,11 +85,19 @@ def main(argv):
   print(row(f"the camera (shake {shake}), anywhere in the frame's interior", across,
             camera_noise), flush=True)
   for workdir in argv[1:]:
-    step, kernels, noise_sigmas = generator_kernels(workdir, FLAGS.codes)
-    print(row(f"{workdir}, step {step}", kernels, noise_sigmas), flush=True)
+    steps = [int(step) for step in FLAGS.steps] or [cyclegan.read_selected_step(workdir)]
+    weights = FLAGS.weights if FLAGS.weights != "selected" else \
+        cyclegan.read_selected_weights(workdir)
+    for wanted in steps:
+      step, kernels, noise_sigmas = generator_kernels(workdir, FLAGS.codes, wanted,
+                                                      use_ema=weights == "ema")
+      print(row(f"{workdir}, step {step}{', EMA' if weights == 'ema' else ''}", kernels,
+                noise_sigmas), flush=True)
 
 
 if __name__ == "__main__":
   flags.DEFINE_integer("codes", 1000, "Kernels drawn per G, and camera point spreads.")
-  flags.DEFINE_integer("step", None, "The checkpoint step (default: each run's selected step).")
+  flags.DEFINE_list("steps", [], "The checkpoint steps (default: each run's selected step).")
+  flags.DEFINE_enum("weights", "selected", ["selected", "params", "ema"], "G's trained or EMA "
+                    "weights (selected: those the run's selection scored).")
   app.run(main)

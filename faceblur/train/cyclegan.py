@@ -376,9 +376,10 @@ def _sampler(config, networks, sharp_source, workdir: pathlib.Path, writer: Metr
     return float(np.mean(np.asarray(metrics.psnr(np.clip(images, 0, 1), sharp[:len(images)]))))
 
   def hook(step: int, state: CycleGANState) -> None:
-    fake_blurred = np.asarray(blur(state.g, sharp))
+    weights = sampled_weights(state)
+    fake_blurred = np.asarray(blur(weights["g"], sharp))
     scored = fake_blurred[:hidden]
-    cycled, cycled_noisy, cycled_jpeg = (np.asarray(deblur(state.f, images)) for images in (
+    cycled, cycled_noisy, cycled_jpeg = (np.asarray(deblur(weights["f"], images)) for images in (
         scored, scored + noise, blur_generator.jpeg_round_trip(
             scored, np.full(hidden, HIDDEN_JPEG_QUALITY))))
     scores = {"hidden/cycle_psnr": psnr(cycled),
@@ -394,7 +395,7 @@ def _sampler(config, networks, sharp_source, workdir: pathlib.Path, writer: Metr
     if jax.process_index() != 0:
       return
     writer.write_scalars(step, scalars=scores)
-    record_selection(workdir, step, scores)
+    record_selection(workdir, step, scores, weights="ema" if state.ema is not None else "params")
     shown = config.num_samples
     rows = [list(images) for images in zip(sharp[:shown], fake_blurred[:shown],
                                            cycled[:shown], strict=True)]
@@ -403,6 +404,13 @@ def _sampler(config, networks, sharp_source, workdir: pathlib.Path, writer: Metr
     writer.write_images(step, {"samples": grid})
 
   return hook
+
+
+def sampled_weights(state: CycleGANState) -> dict:
+  """The weights the sampler scores and synthesis uses: G's and F's EMA when the run keeps
+  one (`ema_decay > 0`), else the trained ones. Scoring the weights that will make the labels
+  keeps the selection about them."""
+  return state.ema_params if state.ema is not None else state.params
 
 
 def check_selection_checkpoints(config: ml_collections.ConfigDict) -> None:
@@ -419,8 +427,10 @@ def check_selection_checkpoints(config: ml_collections.ConfigDict) -> None:
         f"{save} and of keep_checkpoint_every_steps={keep} (> 0)")
 
 
-def record_selection(workdir: pathlib.Path, step: int, scores: dict[str, float]) -> None:
-  """Adds a sample step's scores to `selection.json` (a resumed run rewrites its own steps)."""
+def record_selection(workdir: pathlib.Path, step: int, scores: dict[str, float],
+                     weights: str = "params") -> None:
+  """Adds a sample step's scores to `selection.json` (a resumed run rewrites its own steps).
+  `weights` ('params' or 'ema') names the weights scored, which synthesis then uses."""
   path = workdir / SELECTION_FILE
   entries = json.loads(path.read_text())["steps"] if path.exists() else []
   entries = [entry for entry in entries if entry["step"] != step]
@@ -428,7 +438,7 @@ def record_selection(workdir: pathlib.Path, step: int, scores: dict[str, float])
   entries.sort(key=lambda entry: entry["step"])
   selected = selected_step(entries)
   path.write_text(json.dumps({"selected_step": selected, "rule": SELECTION_RULE,
-                              "steps": entries}, indent=2))
+                              "weights": weights, "steps": entries}, indent=2))
 
 
 SELECTION_RULE = "the sample step with the lowest realism/mmd2 (blur realism on validation)"
@@ -444,6 +454,12 @@ def read_selected_step(workdir: str | pathlib.Path) -> int | None:
   """The step `selection.json` in a stage-1 workdir selects, or None."""
   path = pathlib.Path(workdir) / SELECTION_FILE
   return json.loads(path.read_text()).get("selected_step") if path.exists() else None
+
+
+def read_selected_weights(workdir: str | pathlib.Path) -> str:
+  """The weights ('params' or 'ema') the selection in a stage-1 workdir scored."""
+  path = pathlib.Path(workdir) / SELECTION_FILE
+  return json.loads(path.read_text()).get("weights", "params") if path.exists() else "params"
 
 
 STAGE = stage_lib.Stage(

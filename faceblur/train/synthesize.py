@@ -59,13 +59,15 @@ def synthesize(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -
   if config.image_size % 4:
     raise ConfigError(f"image_size={config.image_size} must be a multiple of 4")
   step = None
+  use_ema = config.get("use_ema", False) or None  # None: a release's default weights
   if config.get("select_checkpoint", True) and release_dir(config.cyclegan_workdir) is None:
     step = cyclegan.read_selected_step(config.cyclegan_workdir)
     if step is not None:
-      print(f"Synthesis with stage 1's step {step}, selected by blur realism on validation "
-            f"photos ({config.cyclegan_workdir}/{cyclegan.SELECTION_FILE})", flush=True)
-  trained = load_trained(config.cyclegan_workdir, "cyclegan", step=step,
-                         use_ema=config.get("use_ema", False) or None)
+      use_ema = use_ema or cyclegan.read_selected_weights(config.cyclegan_workdir) == "ema"
+      print(f"Synthesis with stage 1's step {step}{' (EMA weights)' if use_ema else ''}, "
+            f"selected by blur realism on validation photos "
+            f"({config.cyclegan_workdir}/{cyclegan.SELECTION_FILE})", flush=True)
+  trained = load_trained(config.cyclegan_workdir, "cyclegan", step=step, use_ema=use_ema)
   generator, params = trained.networks["g"], trained.params["g"]  # G: sharp -> blurred
   random_g = cyclegan.code_dim(trained.config) > 0 or \
       trained.config.model.get("generator", "resnet") != "resnet"

@@ -99,7 +99,7 @@ def test_the_hidden_channel_diagnostic_scores_hidden_count_faces_and_the_realism
   logged = {}
   writer = mock.Mock(write_scalars=lambda step, scalars: logged.update(scalars))
   hook = cyclegan._sampler(stage1, networks, sharp_source, tmp_path, writer)
-  hook(2, mock.Mock(**params))
+  hook(2, mock.Mock(params=params, ema=None))
 
   transform = input_pipeline.cyclegan_transform(stage1.data.load_size, stage1.data.crop_size,
                                                 train=False)
@@ -116,3 +116,60 @@ def test_the_hidden_channel_diagnostic_scores_hidden_count_faces_and_the_realism
   assert logged["hidden/cycle_psnr"] == pytest.approx(mean_psnr(cycled, sharp[:6]), abs=1e-3)
   assert logged["hidden/blurred_psnr"] == pytest.approx(mean_psnr(blurred, sharp), abs=1e-3)
   assert "realism/mmd2" in logged
+
+
+def test_with_an_ema_the_sampler_scores_the_ema_weights_and_synthesis_uses_them(
+    tmp_path, monkeypatch):
+  """Selection scores the weights that will make the labels: G's and F's EMA when the run
+  keeps one. selection.json says so, and synthesis then loads the EMA weights."""
+  from unittest import mock  # noqa: PLC0415
+
+  import jax  # noqa: PLC0415
+
+  from faceblur import metrics  # noqa: PLC0415
+  from faceblur.data import input_pipeline  # noqa: PLC0415
+  from faceblur.train import state as state_lib  # noqa: PLC0415
+  from faceblur.train import synthesize  # noqa: PLC0415
+
+  stage1 = demo.get_config("tiny").cyclegan
+  sharp_source = factory.make_source(stage1.data.sharp, image_size=stage1.data.load_size)
+  networks = cyclegan.make_networks(stage1)
+  factories = cyclegan.module_factories(stage1)
+
+  def weights(seed):
+    return {name: state_lib.init_params(factories[name], jax.random.key(seed + index))
+            for index, name in enumerate(("g", "f"))}
+
+  trained, ema = weights(0), weights(10)
+  logged = {}
+  writer = mock.Mock(write_scalars=lambda step, scalars: logged.update(scalars))
+  hook = cyclegan._sampler(stage1, networks, sharp_source, tmp_path, writer)
+  hook(2, mock.Mock(params=trained, ema=object(), ema_params=ema))
+
+  transform = input_pipeline.cyclegan_transform(stage1.data.load_size, stage1.data.crop_size,
+                                                train=False)
+  sharp = cyclegan._transformed(sharp_source, transform, stage1.data.validation_count)
+  codes, noise_keys = cyclegan.generator_randomness(stage1, jax.random.key(stage1.seed),
+                                                    len(sharp))
+
+  def blurred_psnr(g):
+    blurred = np.asarray(networks["g"].apply(g, sharp, codes, noise_keys), np.float32)
+    return float(np.mean(np.asarray(metrics.psnr(np.clip(blurred, 0, 1), sharp))))
+
+  assert blurred_psnr(ema["g"]) != pytest.approx(blurred_psnr(trained["g"]), abs=1e-2)
+  assert logged["hidden/blurred_psnr"] == pytest.approx(blurred_psnr(ema["g"]), abs=1e-3)
+  assert cyclegan.read_selected_weights(tmp_path) == "ema"
+  assert cyclegan.read_selected_weights(tmp_path / "absent") == "params"
+
+  loaded = {}
+
+  def load(workdir, job, **kwargs):
+    loaded.update(kwargs)
+    raise KeyboardInterrupt  # enough: the weights asked for are known
+
+  monkeypatch.setattr(synthesize, "load_trained", load)
+  config = demo.get_config("tiny").synthesize
+  config.cyclegan_workdir = str(tmp_path)
+  with pytest.raises(KeyboardInterrupt):
+    synthesize.synthesize(config, tmp_path)
+  assert loaded == {"step": 2, "use_ema": True}
