@@ -33,6 +33,7 @@ from faceblur import pipeline  # noqa: E402
 from faceblur.evaluate import intervals  # noqa: E402
 from faceblur.inference.restorer import Restorer  # noqa: E402
 from faceblur.train import cyclegan  # noqa: E402
+from faceblur.train.checkpointing import Checkpointer  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -45,6 +46,8 @@ def define_flags() -> None:
   flags.DEFINE_string("demo", "no_oracle", "configs/demo.py's argument for SRN and synthesis.")
   flags.DEFINE_enum("stage1_config", "demo", ["demo", "study"], "The config --stage1 was "
                     "trained with (its networks must match); synthesis and SRN stay the demo's.")
+  flags.DEFINE_enum("weights", None, ["params", "ema"], "G's weights for the labels "
+                    "(default: those the run's selection scored).")
   flags.DEFINE_integer("stage2_steps", 0, "Ours's training steps (0: the demo's); its folder "
                        "is then step_<step>_srn<steps>, so budgets sit side by side.")
 
@@ -55,12 +58,17 @@ def labels_from(stage1: pathlib.Path, step: int, workdir: pathlib.Path) -> pathl
     shutil.copytree(stage1, workdir / "cyclegan")
     selection_path = workdir / "cyclegan" / cyclegan.SELECTION_FILE
     selection = json.loads(selection_path.read_text())
-    selection["selected_step"] = step  # synthesis reads the step from here
+    selection["selected_step"] = step  # synthesis reads the step and the weights from here
+    if FLAGS.weights:
+      selection["weights"] = FLAGS.weights
     selection["rule"] = "set by tools/stage1_validation_gain.py"
     selection_path.write_text(json.dumps(selection))
   config = demo_config.get_config(FLAGS.demo)
   if FLAGS.stage1_config == "study":
     config.cyclegan = study_config.get_config().cyclegan
+  # The run's own EMA setting (a checkpoint with an EMA resumes only with one).
+  config.cyclegan.ema_decay = Checkpointer(stage1 / "checkpoints").saved_config(step).get(
+      "ema_decay", 0.0)
   if FLAGS.stage2_steps:
     config.srn.num_train_steps = FLAGS.stage2_steps
     config.srn.checkpoint_every_steps = FLAGS.stage2_steps // 2  # a midpoint to score too
@@ -81,7 +89,8 @@ def main(argv):
   blurred, sharp = validation_gain.validation_pairs()
   rows = []
   for step in steps:
-    folder = f"step_{step}" + (f"_srn{FLAGS.stage2_steps}" if FLAGS.stage2_steps else "")
+    folder = (f"step_{step}" + (f"_{FLAGS.weights}" if FLAGS.weights else "")
+              + (f"_srn{FLAGS.stage2_steps}" if FLAGS.stage2_steps else ""))
     restorer = Restorer(labels_from(stage1, step, pathlib.Path(FLAGS.workdir) / folder))
     gains = validation_gain.gains(restorer, blurred, sharp)
     rows.append((step, gains))

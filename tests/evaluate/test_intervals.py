@@ -114,3 +114,12 @@ def test_the_oracle_share_is_undefined_where_the_oracle_gains_nothing():
   level = {"psnr": {"blurred": blurred, "ours": [b + 0.5 for b in blurred],
                     "oracle": [b + d for b, d in zip(blurred, wobble, strict=True)]}}
   assert not comparisons.oracle_share(level, pairs)["defined"]
+
+
+def test_mean_over_runs_is_students_t_interval_by_hand():
+  # Values 1, 2, 3, 6: mean 3, sample sd sqrt(14/3), t(0.975, 3 df) = 3.182446305.
+  interval = intervals.mean_over_runs([1.0, 2.0, 3.0, 6.0, float("nan")])
+  half = 3.182446305 * np.sqrt(14 / 3) / 2
+  assert interval.count == 4 and interval.mean == pytest.approx(3.0)
+  assert (interval.low, interval.high) == pytest.approx((3 - half, 3 + half))
+  assert intervals.mean_over_runs([2.0]).count == 0  # one run: no interval
