@@ -15,7 +15,8 @@ its failure. Run times are in README. On a GPU it takes minutes, and
 
 The argument takes the demo's oracle and stage-1 parts (`stage1=<variant>`, `no_oracle`), and
 `demo_stage1`: stage 1 and its selection exactly as the demo's (4 blocks, 800 steps on 400
-faces per domain), everything after it at the study's scale. An ablation of the stage-1 budget
+faces per domain, G's EMA included; the README's ablation row names the stage 1 it used),
+everything after it at the study's scale. An ablation of the stage-1 budget
 (README): a demo workdir's `cyclegan` folder can be copied in and is then not retrained.
 """
 
@@ -38,8 +39,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     stage1.log_every_steps = 500
     stage1.checkpoint_every_steps = 1000
     stage1.sample_every_steps = 1000
-    # The study's figures (README) come from stage 1 without an EMA; the demo's EMA was chosen
-    # later, at the demo's budget, and has not been run at this one.
+    # No EMA: the study's figures (README) come from this stage 1. The demo's EMA was chosen
+    # at the demo's budget and has not been run at this one.
     stage1.ema_decay = 0.0
     stage1.data.sharp.count = stage1.data.blurred.count = 1000
 
