@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import kernel_spread  # noqa: E402
 import numpy as np  # noqa: E402
+import stage1_validation_gain  # noqa: E402
 import validation_gain  # noqa: E402
 from absl import app, flags  # noqa: E402
 
@@ -83,8 +84,8 @@ def prepare(seed: int, workdir: pathlib.Path) -> None:
 
 def srn_workdir(workdir: pathlib.Path, weights: str) -> pathlib.Path:
   """stage1_validation_gain.py's SRN folder for this selection."""
-  return workdir / "labels" / f"step_{selection(workdir, weights)['selected_step']}_{weights}" \
-      / "srn"
+  step = selection(workdir, weights)["selected_step"]
+  return workdir / "labels" / stage1_validation_gain.label_folder(step, weights) / "srn"
 
 
 def median_radius(workdir: pathlib.Path, weights: str) -> float:

@@ -52,6 +52,12 @@ def define_flags() -> None:
                        "is then step_<step>_srn<steps>, so budgets sit side by side.")
 
 
+def label_folder(step: int, weights: str | None = None, stage2_steps: int = 0) -> str:
+  """The sub-folder of --workdir for one checkpoint's labels (`tools/stage1_seeds.py` reads it)."""
+  return (f"step_{step}" + (f"_{weights}" if weights else "")
+          + (f"_srn{stage2_steps}" if stage2_steps else ""))
+
+
 def labels_from(stage1: pathlib.Path, step: int, workdir: pathlib.Path) -> pathlib.Path:
   """Ours trained on the pairs of stage-1 checkpoint `step`; returns its SRN workdir."""
   if not (workdir / "cyclegan").exists():
@@ -89,8 +95,7 @@ def main(argv):
   blurred, sharp = validation_gain.validation_pairs()
   rows = []
   for step in steps:
-    folder = (f"step_{step}" + (f"_{FLAGS.weights}" if FLAGS.weights else "")
-              + (f"_srn{FLAGS.stage2_steps}" if FLAGS.stage2_steps else ""))
+    folder = label_folder(step, FLAGS.weights, FLAGS.stage2_steps)
     restorer = Restorer(labels_from(stage1, step, pathlib.Path(FLAGS.workdir) / folder))
     gains = validation_gain.gains(restorer, blurred, sharp)
     rows.append((step, gains))
