@@ -83,9 +83,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   stage1.pool_size = 8 if tiny else 50
   stage1.log_every_steps = 3 if tiny else 250
   # Eight candidates for the label-free checkpoint selection (each one kept), scored and used
-  # with G's and F's EMA weights: across stage-1 seeds the EMA's selection avoided the runs
-  # whose trained weights drift to wide kernels, which made poor labels (validation faces;
-  # README, "Stage 1 over five runs"; `tools/stage1_seeds.py`).
+  # with G's and F's EMA weights: across stage-1 seeds the EMA's selection narrowed the spread
+  # of ours's labels, mostly by avoiding the wide kernels of runs whose trained weights drift
+  # (validation faces; README, "Stage 1 over six runs"; `tools/stage1_seeds.py`).
   stage1.ema_decay = 0.0 if tiny else 0.99
   stage1.checkpoint_every_steps = 100
   stage1.sample_every_steps = 100

@@ -121,6 +121,8 @@ def main(argv):
             f"{intervals.paired_difference(gains[weights], 0 * gains[weights]).format()} | "
             f"{difference} |", flush=True)
       means[weights].append(float(gains[weights].mean()))
+  if len(seeds) < 2:
+    return
   differences = np.subtract(means["ema"], means["params"])
   print(f"\nOver {len(seeds)} runs, mean and Student's t 95 % interval: EMA weights "
         f"{intervals.mean_over_runs(means['ema']).format()} dB, trained weights "
