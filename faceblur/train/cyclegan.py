@@ -395,7 +395,7 @@ def _sampler(config, networks, sharp_source, workdir: pathlib.Path, writer: Metr
     if jax.process_index() != 0:
       return
     writer.write_scalars(step, scalars=scores)
-    record_selection(workdir, step, scores, weights="ema" if state.ema is not None else "params")
+    record_selection(workdir, step, scores, weights=sampled_weights_name(state))
     shown = config.num_samples
     rows = [list(images) for images in zip(sharp[:shown], fake_blurred[:shown],
                                            cycled[:shown], strict=True)]
@@ -406,11 +406,16 @@ def _sampler(config, networks, sharp_source, workdir: pathlib.Path, writer: Metr
   return hook
 
 
+def sampled_weights_name(state: CycleGANState) -> str:
+  """'ema' when the run keeps an EMA (`ema_decay > 0`), else 'params': the weights the sampler
+  scores and synthesis uses. Scoring the weights that will make the labels keeps the
+  selection about them."""
+  return "ema" if state.ema is not None else "params"
+
+
 def sampled_weights(state: CycleGANState) -> dict:
-  """The weights the sampler scores and synthesis uses: G's and F's EMA when the run keeps
-  one (`ema_decay > 0`), else the trained ones. Scoring the weights that will make the labels
-  keeps the selection about them."""
-  return state.ema_params if state.ema is not None else state.params
+  """G's and F's weights named by `sampled_weights_name`."""
+  return state.ema_params if sampled_weights_name(state) == "ema" else state.params
 
 
 def check_selection_checkpoints(config: ml_collections.ConfigDict) -> None:
