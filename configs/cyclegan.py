@@ -85,6 +85,10 @@ def get_config(arg: str = "folders") -> ml_collections.ConfigDict:
   # synthesis uses. Never a test set.
   config.data.blurred_validation = common.source("")
   config.data.validation_count = 300  # MMD^2's null sd: 0.0016 at 100, 0.0004 at 300 (README)
+  # Which label-free score selects (faceblur.train.cyclegan.SELECTION_SCORES; both are logged):
+  # 'realism/mmd2' (per-image blur features) or 'realism/falloff' (the pooled spectrum's
+  # mid-band attenuation, in cycles/px bands set for 64 px faces).
+  config.selection_score = "realism/mmd2"
 
   config.model = ml_collections.ConfigDict(dict(
       num_blocks=9,          # 9 for 256 px crops, 6 for 128 px

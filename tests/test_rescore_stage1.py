@@ -28,6 +28,12 @@ def test_rescoring_the_ema_reproduces_the_runs_own_selection_and_the_trained_wei
     assert mine["realism/mmd2"] == pytest.approx(theirs["realism/mmd2"], abs=1e-6)
     assert mine["hidden/blurred_psnr"] == pytest.approx(theirs["hidden/blurred_psnr"], abs=1e-4)
 
+  by_falloff = tool.rescore(tmp_path / "cyclegan", "ema", tmp_path / "falloff",
+                            score="realism/falloff")
+  assert by_falloff["score"] == "realism/falloff"
+  assert by_falloff["selected_step"] == min(
+      own["steps"], key=lambda entry: entry["realism/falloff"])["step"]
+
   trained = tool.rescore(tmp_path / "cyclegan", "params", tmp_path / "params")
   assert trained["weights"] == "params"
   assert json.loads((tmp_path / "params" / cyclegan.SELECTION_FILE).read_text()) == trained

@@ -8,6 +8,8 @@ So the two selections of one run compare without training it twice (their labels
 `tools/stage1_validation_gain.py --weights`).
 
   python tools/rescore_stage1.py runs/ema/seed0/cyclegan --weights=params --out=runs/ema/raw0
+  python tools/rescore_stage1.py runs/ema/seed0/cyclegan --weights=ema --score=realism/falloff \
+    --out=runs/ema/falloff0
 """
 
 import json
@@ -28,9 +30,11 @@ from faceblur.train.trained import load_trained  # noqa: E402
 FLAGS = flags.FLAGS
 
 
-def rescore(workdir: pathlib.Path, weights: str, out: pathlib.Path) -> dict:
+def rescore(workdir: pathlib.Path, weights: str, out: pathlib.Path,
+            score: str | None = None) -> dict:
   """Scores each sample step's checkpoint of `workdir` with `weights` ('params' or 'ema');
-  writes and returns `<out>/selection.json`."""
+  writes and returns `<out>/selection.json`, selected by `score` (default: the run's own
+  `selection_score`)."""
   out.mkdir(parents=True, exist_ok=True)
   (out / cyclegan.SELECTION_FILE).unlink(missing_ok=True)
   steps = sorted(int(path.name) for path in (workdir / "checkpoints").iterdir()
@@ -42,12 +46,16 @@ def rescore(workdir: pathlib.Path, weights: str, out: pathlib.Path) -> dict:
       continue
     if hook is None:
       config = trained.config
+      if score is not None:
+        with config.unlocked():
+          config.selection_score = score
       sharp = factory.make_source(config.data.sharp, image_size=config.data.load_size)
       writer = mock.Mock()
       hook = cyclegan._sampler(config, trained.networks, sharp, out, writer)
     hook(step, types.SimpleNamespace(params=trained.params, ema=None))
     scores = writer.write_scalars.call_args.kwargs["scalars"]
-    print(json.dumps({"step": step, "mmd2": scores.get("realism/mmd2")}), flush=True)
+    print(json.dumps({"step": step, "mmd2": scores.get("realism/mmd2"),
+                      "falloff": scores.get("realism/falloff")}), flush=True)
   selection = json.loads((out / cyclegan.SELECTION_FILE).read_text())
   selection["weights"] = weights
   (out / cyclegan.SELECTION_FILE).write_text(json.dumps(selection, indent=2))
@@ -57,12 +65,15 @@ def rescore(workdir: pathlib.Path, weights: str, out: pathlib.Path) -> dict:
 def main(argv):
   if len(argv) != 2:
     raise app.UsageError("name one stage-1 workdir")
-  selection = rescore(pathlib.Path(argv[1]), FLAGS.weights, pathlib.Path(FLAGS.out))
-  print(f"selected step {selection['selected_step']} ({FLAGS.weights} weights)")
+  selection = rescore(pathlib.Path(argv[1]), FLAGS.weights, pathlib.Path(FLAGS.out), FLAGS.score)
+  print(f"selected step {selection['selected_step']} ({FLAGS.weights} weights, "
+        f"{selection['score']})")
 
 
 if __name__ == "__main__":
   flags.DEFINE_enum("weights", "params", ["params", "ema"], "The weights to score.")
+  flags.DEFINE_enum("score", None, list(cyclegan.SELECTION_SCORES),
+                    "The score that selects (default: the run's own selection_score).")
   flags.DEFINE_string("out", None, "Where selection.json and the sample grids go.",
                       required=True)
   app.run(main)

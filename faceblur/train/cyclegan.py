@@ -359,8 +359,9 @@ def _sampler(config, networks, sharp_source, workdir: pathlib.Path, writer: Metr
   if validation_spec is not None and validation_spec.kind:
     validation = SkipBadRecords(factory.make_source(validation_spec,
                                                     image_size=config.data.load_size))
-    real_features = blur_realism.blur_features(
-        _transformed(validation, transform, validation_count))
+    real_photos = _transformed(validation, transform, validation_count)
+    real_features = blur_realism.blur_features(real_photos)
+    real_falloff = blur_realism.falloff_profile(real_photos)
   codes, noise_keys = generator_randomness(config, jax.random.key(config.seed), len(sharp))
   hidden = min(len(sharp), max(config.get("hidden_count", 100), config.num_samples))
   noise = HIDDEN_NOISE_STD * np.asarray(jax.random.normal(jax.random.key(config.seed + 1),
@@ -389,13 +390,16 @@ def _sampler(config, networks, sharp_source, workdir: pathlib.Path, writer: Metr
     if real_features is not None:
       realism = blur_realism.score_against(real_features, fake_blurred, num_permutations=50)
       scores |= {"realism/mmd2": realism.mmd2,
-                 "realism/classifier_accuracy": realism.classifier_accuracy}
+                 "realism/classifier_accuracy": realism.classifier_accuracy,
+                 "realism/falloff": blur_realism.falloff_distance(
+                     real_falloff, blur_realism.falloff_profile(fake_blurred))}
       if realism.precision is not None:  # logged, not part of the selection rule
         scores |= {"realism/precision": realism.precision, "realism/recall": realism.recall}
     if jax.process_index() != 0:
       return
     writer.write_scalars(step, scalars=scores)
-    record_selection(workdir, step, scores, weights=sampled_weights_name(state))
+    record_selection(workdir, step, scores, weights=sampled_weights_name(state),
+                     score=selection_score(config))
     shown = config.num_samples
     rows = [list(images) for images in zip(sharp[:shown], fake_blurred[:shown],
                                            cycled[:shown], strict=True)]
@@ -423,6 +427,7 @@ def check_selection_checkpoints(config: ml_collections.ConfigDict) -> None:
   validation = config.data.get("blurred_validation")
   if validation is None or not validation.kind:
     return
+  selection_score(config)
   sample, save = config.sample_every_steps, config.checkpoint_every_steps
   keep = config.get("keep_checkpoint_every_steps", 0)
   if sample % save or not keep or sample % keep:
@@ -433,26 +438,45 @@ def check_selection_checkpoints(config: ml_collections.ConfigDict) -> None:
 
 
 def record_selection(workdir: pathlib.Path, step: int, scores: dict[str, float],
-                     weights: str = "params") -> None:
+                     weights: str = "params", score: str = "realism/mmd2") -> None:
   """Adds a sample step's scores to `selection.json` (a resumed run rewrites its own steps).
-  `weights` ('params' or 'ema') names the weights scored, which synthesis then uses."""
+  `weights` ('params' or 'ema') names the weights scored, which synthesis then uses; `score`
+  is the one of `SELECTION_SCORES` whose lowest value selects."""
   path = workdir / SELECTION_FILE
   entries = json.loads(path.read_text())["steps"] if path.exists() else []
   entries = [entry for entry in entries if entry["step"] != step]
   entries.append({"step": step, **{k: float(v) for k, v in scores.items()}})
   entries.sort(key=lambda entry: entry["step"])
-  selected = selected_step(entries)
-  path.write_text(json.dumps({"selected_step": selected, "rule": SELECTION_RULE,
-                              "weights": weights, "steps": entries}, indent=2))
+  selected = selected_step(entries, score)
+  path.write_text(json.dumps({"selected_step": selected, "rule": SELECTION_SCORES[score],
+                              "score": score, "weights": weights, "steps": entries}, indent=2))
 
 
-SELECTION_RULE = "the sample step with the lowest realism/mmd2 (blur realism on validation)"
+# The label-free scores a run may select its checkpoint by (`selection_score` in the config);
+# the sampler logs both. Each compares G's blur of the sampled sharp faces with the validation
+# photos of the blurred domain's people, never a test face.
+SELECTION_SCORES = {
+    "realism/mmd2": "the sample step with the lowest realism/mmd2 (MMD^2 of per-image blur "
+                    "features against the validation photos)",
+    "realism/falloff": "the sample step with the lowest realism/falloff (the pooled spectrum's "
+                       "mid-band attenuation against the validation photos')",
+}
 
 
-def selected_step(entries: list[dict]) -> int | None:
-  """The step whose G blur is closest to the held-out real blur (None: no realism scored)."""
-  scored = [entry for entry in entries if "realism/mmd2" in entry]
-  return min(scored, key=lambda entry: entry["realism/mmd2"])["step"] if scored else None
+def selection_score(config: ml_collections.ConfigDict) -> str:
+  """The score that selects stage 1's checkpoint (`selection_score`; MMD^2 by default)."""
+  score = config.get("selection_score", "realism/mmd2")
+  if score not in SELECTION_SCORES:
+    raise ConfigError(f"cyclegan.selection_score={score!r}: expected one of "
+                      f"{sorted(SELECTION_SCORES)}")
+  return score
+
+
+def selected_step(entries: list[dict], score: str = "realism/mmd2") -> int | None:
+  """The step whose G blur is closest to the held-out real blur by `score` (None: none
+  scored)."""
+  scored = [entry for entry in entries if score in entry]
+  return min(scored, key=lambda entry: entry[score])["step"] if scored else None
 
 
 def read_selected_step(workdir: str | pathlib.Path) -> int | None:

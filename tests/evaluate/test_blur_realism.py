@@ -208,3 +208,39 @@ def test_precision_falls_by_the_share_of_synthetic_samples_off_the_real_support(
   assert mmd_tail < 0.1 * mmd_all  # measured 0.04 of it: (1/5)^2
   with pytest.raises(DataError, match="k=5"):
     blur_realism.precision_recall(real[:5], real)
+
+
+def _blurred_faces(sigma: float, noise: float, seed: int) -> np.ndarray:
+  """The first 50 LFW faces cropped to 64 px, Gaussian blur `sigma`, noise `noise`/255."""
+  rng = np.random.default_rng(seed)
+  return np.stack([np.clip(_gaussian_blur(face, sigma) + rng.normal(0.0, noise / 255, face.shape),
+                           0.0, 1.0) for face in _faces()[:50, 5:69, 5:69]])
+
+
+def test_falloff_profile_falls_as_the_blur_widens_and_ignores_contrast():
+  profiles = [blur_realism.falloff_profile(_blurred_faces(sigma, 2, 0))
+              for sigma in (0.6, 0.9, 1.2, 1.5)]
+  assert [len(profile) for profile in profiles] == [2] * 4  # 3/32-4/32 and 4/32-5/32
+  for wider, narrower in zip(profiles[1:], profiles, strict=False):
+    assert np.all(wider < narrower - 0.05)
+  faces = _blurred_faces(1.0, 2, 0)
+  np.testing.assert_allclose(blur_realism.falloff_profile(0.5 * faces + 0.2),
+                             blur_realism.falloff_profile(faces), atol=1e-9)
+
+
+def test_falloff_follows_the_blur_width_not_the_noise_level():
+  """Five times the noise moves the profile less than a fifth as far as a 0.3 px wider blur:
+  a G cannot make up for too wide a kernel with noise, as it can in per-image features."""
+  real = blur_realism.falloff_profile(_blurred_faces(1.0, 2, 0))
+  noisier = blur_realism.falloff_profile(_blurred_faces(1.0, 10, 1))
+  wider = blur_realism.falloff_profile(_blurred_faces(1.3, 2, 1))
+  assert blur_realism.falloff_distance(real, real) == 0.0
+  assert (blur_realism.falloff_distance(real, noisier)
+          < blur_realism.falloff_distance(real, wider) / 25)
+
+
+def test_falloff_needs_two_images_of_at_least_32_px():
+  with pytest.raises(DataError, match="at least 2 images"):
+    blur_realism.falloff_profile(_blurred_faces(1.0, 2, 0)[:1])
+  with pytest.raises(DataError, match="32 px"):
+    blur_realism.falloff_profile(np.zeros((4, 24, 24, 3)))

@@ -1,10 +1,13 @@
 """Stage 1's checkpoint is selected without labels: by blur realism on held-out real blurred
 photos of the training people, never on a test set."""
 
+import json
+
 import numpy as np
 import pytest
 
 from configs import demo
+from faceblur import blur_realism
 from faceblur.data import factory
 from faceblur.errors import ConfigError
 from faceblur.train import cyclegan
@@ -19,6 +22,26 @@ def test_the_step_with_the_lowest_realism_mmd_is_selected(tmp_path):
   assert cyclegan.read_selected_step(tmp_path) == 1200
   assert cyclegan.selected_step([{"step": 5, "hidden/cycle_psnr": 1.0}]) is None
   assert cyclegan.read_selected_step(tmp_path / "absent") is None
+
+
+def test_the_configured_score_selects_and_selection_json_names_it(tmp_path):
+  scores = {400: {"realism/mmd2": 0.02, "realism/falloff": 0.009},
+            800: {"realism/mmd2": 0.03, "realism/falloff": 0.002}}
+  for name, expected in (("realism/mmd2", 400), ("realism/falloff", 800)):
+    workdir = tmp_path / name.replace("/", "_")
+    workdir.mkdir()
+    for step, step_scores in scores.items():
+      cyclegan.record_selection(workdir, step, step_scores, score=name)
+    selection = json.loads((workdir / cyclegan.SELECTION_FILE).read_text())
+    assert selection["selected_step"] == expected and selection["score"] == name
+    assert selection["rule"] == cyclegan.SELECTION_SCORES[name]
+
+
+def test_an_unknown_selection_score_is_a_config_error_before_training():
+  stage1 = demo.get_config("tiny").cyclegan
+  stage1.selection_score = "realism/psnr"
+  with pytest.raises(ConfigError, match="selection_score='realism/psnr'"):
+    cyclegan.check_selection_checkpoints(stage1)
 
 
 def test_selection_reads_no_test_set(monkeypatch):
@@ -116,6 +139,10 @@ def test_the_hidden_channel_diagnostic_scores_hidden_count_faces_and_the_realism
   assert logged["hidden/cycle_psnr"] == pytest.approx(mean_psnr(cycled, sharp[:6]), abs=1e-3)
   assert logged["hidden/blurred_psnr"] == pytest.approx(mean_psnr(blurred, sharp), abs=1e-3)
   assert "realism/mmd2" in logged
+  validation = factory.make_source(stage1.data.blurred_validation, image_size=stage1.data.load_size)
+  real = cyclegan._transformed(validation, transform, stage1.data.validation_count)
+  assert logged["realism/falloff"] == pytest.approx(blur_realism.falloff_distance(
+      blur_realism.falloff_profile(real), blur_realism.falloff_profile(blurred)), rel=1e-3)
 
 
 def test_with_an_ema_the_sampler_scores_the_ema_weights_and_synthesis_uses_them(
