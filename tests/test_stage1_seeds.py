@@ -1,4 +1,4 @@
-"""tools/stage1_seeds.py: each seed's two selections, and where their labels' SRNs are found."""
+"""tools/stage1_seeds.py: each seed's selections, and where their labels' SRNs are found."""
 
 import json
 
@@ -7,17 +7,35 @@ from helpers import load_tool
 from faceblur.train import cyclegan
 
 
-def test_each_selection_finds_the_srn_that_stage1_validation_gain_trained_for_it(tmp_path):
+def _write(folder, weights, scores):
+  folder.mkdir()
+  (folder / cyclegan.SELECTION_FILE).write_text(json.dumps(
+      {"selected_step": None, "weights": weights,
+       "steps": [{"step": step, "realism/mmd2": mmd2, "realism/falloff": falloff}
+                 for step, (mmd2, falloff) in scores.items()]}))
+
+
+def test_each_selection_picks_by_its_score_and_finds_the_srn_trained_for_it(tmp_path):
   seeds = load_tool("stage1_seeds")
   gain = load_tool("stage1_validation_gain")
-  for folder, step in (("cyclegan", 300), ("rescored_params", 800)):
-    (tmp_path / folder).mkdir()
-    (tmp_path / folder / cyclegan.SELECTION_FILE).write_text(json.dumps(
-        {"selected_step": step, "steps": [{"step": step, "realism/mmd2": 0.01}]}))
-  assert seeds.selection(tmp_path, "ema")["selected_step"] == 300  # the run's own
-  assert seeds.selection(tmp_path, "params")["selected_step"] == 800  # the rescore's
+  _write(tmp_path / "cyclegan", "ema", {300: (0.01, 0.009), 600: (0.02, 0.002)})
+  _write(tmp_path / "rescored_params", "params", {300: (0.05, 0.001), 800: (0.03, 0.004)})
+  picks = {name: seeds.selection(tmp_path, name)["selected_step"] for name in seeds.SELECTIONS}
+  assert picks == {"ema": 300, "ema_falloff": 600, "params": 800, "params_falloff": 300}
   assert seeds.srn_workdir(tmp_path, "ema") == tmp_path / "labels" / "step_300_ema" / "srn"
-  assert seeds.srn_workdir(tmp_path, "params") == \
-      tmp_path / "labels" / "step_800_params" / "srn"
+  assert seeds.srn_workdir(tmp_path, "params", 400) == \
+      tmp_path / "labels" / "step_800_params_srn400" / "srn"
   assert gain.label_folder(400) == "step_400"
   assert gain.label_folder(400, "ema", 2000) == "step_400_ema_srn2000"
+
+
+def test_a_run_without_the_falloff_score_is_read_from_its_rescore(tmp_path):
+  """Runs that predate a score are rescored into rescored_<weights>; the run's own file is
+  read only when it holds every score."""
+  seeds = load_tool("stage1_seeds")
+  (tmp_path / "cyclegan").mkdir()
+  (tmp_path / "cyclegan" / cyclegan.SELECTION_FILE).write_text(json.dumps(
+      {"selected_step": 300, "weights": "ema", "steps": [{"step": 300, "realism/mmd2": 0.01}]}))
+  assert seeds.scores_folder(tmp_path, "ema") == tmp_path / "rescored_ema"
+  _write(tmp_path / "rescored_ema", "ema", {300: (0.01, 0.009), 600: (0.02, 0.002)})
+  assert seeds.selection(tmp_path, "ema_falloff")["selected_step"] == 600

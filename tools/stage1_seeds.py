@@ -1,24 +1,28 @@
-"""Ours's labels over several stage-1 runs, with G's EMA weights and with its trained ones.
+"""Ours's labels over several stage-1 runs, under two label-free selections of its checkpoint.
 
 One stage-1 run decides ours's demo figures (README, "Four stage-1 runs"), so a statement
-about how stage 1 should be trained needs several runs. For each seed this
+about how stage 1 should be trained or selected needs several runs. A selection (`SELECTIONS`)
+is the weights it scores (G's EMA or its trained weights) and the score whose lowest value
+picks the step (MMD² of blur features, or the spectrum's falloff). For each seed this
 
 1. trains the demo's stage 1 (`configs/demo.py:no_oracle`, stage 1 only, `--config.seed`),
    keeping an EMA of G and F (`--ema_decay`) and a checkpoint every `--sample_every` steps;
-   its sampler selects a step label-free by the EMA weights' blur realism;
-2. selects a step label-free again by the trained weights' realism (`tools/rescore_stage1.py`);
-3. makes ours's labels with each selection and trains the demo's SRN on them
-   (`tools/stage1_validation_gain.py`);
+   its sampler scores the EMA weights at each of them;
+2. scores the weights the run's sampler did not, or a run that predates a score, again
+   (`tools/rescore_stage1.py`, into `rescored_<weights>`);
+3. makes ours's labels with each of the two `--compare`d selections and trains the demo's SRN
+   on them (`tools/stage1_validation_gain.py`, `--stage2_steps`);
 4. scores both SRNs on the validation faces (camera photos of the stage-1 blurred domain's
    people, with their ground truth; never a test face).
 
-The table gives, per run and selection, the step, its MMD², G's kernels' median RMS radius
-and ours's validation gain with its 95 % interval over the faces; the EMA's gain minus the
-trained weights' paired over the faces; and, over the runs, the mean of each column with
-Student's t 95 % interval (the run is the unit: the faces' intervals do not cover a
-second run). Every step resumes: what a folder already holds is not redone.
+The table gives, per run and selection, the step, its score, G's kernels' median RMS radius
+and ours's validation gain with its 95 % interval over the faces; the first selection's gain
+minus the second's, paired over the faces; and, over the runs, the mean of each with
+Student's t 95 % interval (the run is the unit: the faces' intervals do not cover a second
+run). Every step resumes: what a folder already holds is not redone.
 
   python tools/stage1_seeds.py --seeds=0,1,2,3,4 --workdir=runs/stage1_seeds
+  python tools/stage1_seeds.py --seeds=0,1,2 --compare=ema_falloff,ema --stage2_steps=400
 """
 
 import json
@@ -41,7 +45,15 @@ from faceblur.inference.restorer import Restorer  # noqa: E402
 from faceblur.train import cyclegan  # noqa: E402
 
 FLAGS = flags.FLAGS
-SELECTIONS = ("ema", "params")  # the EMA weights' selection, the trained weights'
+# Each selection by name: the weights it scores and the label-free score that picks its step.
+SELECTIONS = {
+    "ema": ("ema", "realism/mmd2"),
+    "params": ("params", "realism/mmd2"),
+    "ema_falloff": ("ema", "realism/falloff"),
+    "params_falloff": ("params", "realism/falloff"),
+}
+TITLES = {"ema": "EMA weights, MMD²", "params": "trained weights, MMD²",
+          "ema_falloff": "EMA weights, falloff", "params_falloff": "trained weights, falloff"}
 
 
 def run(*arguments: str, log: pathlib.Path) -> None:
@@ -51,18 +63,32 @@ def run(*arguments: str, log: pathlib.Path) -> None:
                    stderr=subprocess.STDOUT, check=True)
 
 
-def selection(workdir: pathlib.Path, weights: str) -> dict:
-  """The run's own selection (EMA) or its rescore with the trained weights."""
-  folder = workdir / "cyclegan" if weights == "ema" else workdir / "rescored_params"
-  return json.loads((folder / cyclegan.SELECTION_FILE).read_text())
+def scores_folder(workdir: pathlib.Path, weights: str) -> pathlib.Path:
+  """Where `weights`' scores of every sample step are: the run's own selection.json for the
+  weights its sampler scored (with every score it logged), else `rescored_<weights>`."""
+  own = workdir / "cyclegan" / cyclegan.SELECTION_FILE
+  if own.exists():
+    run_selection = json.loads(own.read_text())
+    if (run_selection.get("weights", "params") == weights
+        and all("realism/falloff" in entry for entry in run_selection["steps"])):
+      return workdir / "cyclegan"
+  return workdir / f"rescored_{weights}"
 
 
-def prepare(seed: int, workdir: pathlib.Path) -> None:
+def selection(workdir: pathlib.Path, name: str) -> dict:
+  """Selection `name` of the run: its scores and the step its score picks."""
+  weights, score = SELECTIONS[name]
+  chosen = json.loads((scores_folder(workdir, weights) / cyclegan.SELECTION_FILE).read_text())
+  return chosen | {"selected_step": cyclegan.selected_step(chosen["steps"], score),
+                   "score": score, "weights": weights}
+
+
+def prepare(seed: int, workdir: pathlib.Path, names: list[str]) -> None:
   stage1 = workdir / "cyclegan"
   final = FLAGS.stage1_steps
-  if not any(entry["step"] == final for entry in
-             (selection(workdir, "ema")["steps"] if (stage1 / cyclegan.SELECTION_FILE).exists()
-              else [])):
+  own = stage1 / cyclegan.SELECTION_FILE
+  if not own.exists() or not any(entry["step"] == final
+                                 for entry in json.loads(own.read_text())["steps"]):
     every = FLAGS.sample_every
     run("main.py", "--config=configs/demo.py:no_oracle", f"--workdir={workdir}",
         "--config.stages=('cyclegan',)", f"--config.seed={seed}",
@@ -71,27 +97,33 @@ def prepare(seed: int, workdir: pathlib.Path) -> None:
         f"--config.cyclegan.sample_every_steps={every}",
         f"--config.cyclegan.checkpoint_every_steps={every}",
         f"--config.cyclegan.keep_checkpoint_every_steps={every}", log=workdir / "stage1.log")
-  if not (workdir / "rescored_params" / cyclegan.SELECTION_FILE).exists():
-    run("tools/rescore_stage1.py", str(stage1), "--weights=params",
-        f"--out={workdir / 'rescored_params'}", log=workdir / "rescore.log")
-  for weights in SELECTIONS:
-    srn = srn_workdir(workdir, weights)
+  for weights in sorted({SELECTIONS[name][0] for name in names}):
+    folder = scores_folder(workdir, weights)
+    if not (folder / cyclegan.SELECTION_FILE).exists():
+      run("tools/rescore_stage1.py", str(stage1), f"--weights={weights}", f"--out={folder}",
+          log=workdir / f"rescore_{weights}.log")
+  for name in names:
+    srn = srn_workdir(workdir, name, FLAGS.stage2_steps)
     if not (srn / "checkpoints").is_dir():
+      chosen = selection(workdir, name)
       run("tools/stage1_validation_gain.py", f"--stage1={stage1}",
-          f"--steps={selection(workdir, weights)['selected_step']}", f"--weights={weights}",
-          f"--workdir={workdir / 'labels'}", log=workdir / f"labels_{weights}.log")
+          f"--steps={chosen['selected_step']}", f"--weights={chosen['weights']}",
+          f"--stage2_steps={FLAGS.stage2_steps}", f"--workdir={workdir / 'labels'}",
+          log=workdir / f"labels_{name}.log")
 
 
-def srn_workdir(workdir: pathlib.Path, weights: str) -> pathlib.Path:
-  """stage1_validation_gain.py's SRN folder for this selection."""
-  step = selection(workdir, weights)["selected_step"]
-  return workdir / "labels" / stage1_validation_gain.label_folder(step, weights) / "srn"
+def srn_workdir(workdir: pathlib.Path, name: str, stage2_steps: int = 0) -> pathlib.Path:
+  """stage1_validation_gain.py's SRN folder for selection `name` (two selections that pick
+  the same step of the same weights share it)."""
+  chosen = selection(workdir, name)
+  return (workdir / "labels" / stage1_validation_gain.label_folder(
+      chosen["selected_step"], chosen["weights"], stage2_steps) / "srn")
 
 
-def median_radius(workdir: pathlib.Path, weights: str) -> float:
-  step = selection(workdir, weights)["selected_step"]
-  _, kernels, _ = kernel_spread.generator_kernels(str(workdir / "cyclegan"), 1000, step,
-                                                  use_ema=weights == "ema")
+def median_radius(workdir: pathlib.Path, name: str) -> float:
+  chosen = selection(workdir, name)
+  _, kernels, _ = kernel_spread.generator_kernels(
+      str(workdir / "cyclegan"), 1000, chosen["selected_step"], use_ema=chosen["weights"] == "ema")
   return float(np.median(kernel_spread.spread(kernels)[:, 2]))
 
 
@@ -99,36 +131,39 @@ def main(argv):
   del argv
   root = pathlib.Path(FLAGS.workdir)
   seeds = [int(seed) for seed in FLAGS.seeds]
+  names = FLAGS.compare
+  if len(names) != 2 or not set(names) <= set(SELECTIONS) or names[0] == names[1]:
+    raise app.UsageError(f"--compare takes two of {sorted(SELECTIONS)}")
   blurred, sharp = validation_gain.validation_pairs()
-  print("| seed | selection | step | MMD² | G's kernels, median RMS radius px | ours's "
-        "validation gain dB [95 % CI] | EMA minus trained [95 % CI] |")
+  print(f"| seed | selection | step | its score | G's kernels, median RMS radius px | ours's "
+        f"validation gain dB [95 % CI] | {TITLES[names[0]]} minus {TITLES[names[1]]} [95 % CI] |")
   print("|---|---|---|---|---|---|---|")
-  means = {weights: [] for weights in SELECTIONS}
+  means = {name: [] for name in names}
   for seed in seeds:
     workdir = root / f"seed{seed}"
     workdir.mkdir(parents=True, exist_ok=True)
-    prepare(seed, workdir)
-    gains = {weights: validation_gain.gains(Restorer(srn_workdir(workdir, weights)), blurred,
-                                            sharp) for weights in SELECTIONS}
-    for weights in SELECTIONS:
-      chosen = selection(workdir, weights)
+    prepare(seed, workdir, names)
+    gains = {name: validation_gain.gains(
+        Restorer(srn_workdir(workdir, name, FLAGS.stage2_steps)), blurred, sharp)
+        for name in names}
+    for name in names:
+      chosen = selection(workdir, name)
       entry = {e["step"]: e for e in chosen["steps"]}[chosen["selected_step"]]
-      difference = "" if weights != "ema" else intervals.paired_difference(
-          gains["ema"], gains["params"]).format()
-      name = "EMA weights" if weights == "ema" else "trained weights"
-      print(f"| {seed} | {name} | {chosen['selected_step']} | {entry['realism/mmd2']:.3f} | "
-            f"{median_radius(workdir, weights):.2f} | "
-            f"{intervals.paired_difference(gains[weights], 0 * gains[weights]).format()} | "
+      difference = "" if name != names[0] else intervals.paired_difference(
+          gains[names[0]], gains[names[1]]).format()
+      print(f"| {seed} | {TITLES[name]} | {chosen['selected_step']} | "
+            f"{entry[chosen['score']]:.4f} | {median_radius(workdir, name):.2f} | "
+            f"{intervals.paired_difference(gains[name], 0 * gains[name]).format()} | "
             f"{difference} |", flush=True)
-      means[weights].append(float(gains[weights].mean()))
+      means[name].append(float(gains[name].mean()))
   if len(seeds) < 2:
     return
-  differences = np.subtract(means["ema"], means["params"])
-  print(f"\nOver {len(seeds)} runs, mean and Student's t 95 % interval: EMA weights "
-        f"{intervals.mean_over_runs(means['ema']).format()} dB, trained weights "
-        f"{intervals.mean_over_runs(means['params']).format()} dB, EMA minus trained "
+  differences = np.subtract(means[names[0]], means[names[1]])
+  print(f"\nOver {len(seeds)} runs, mean and Student's t 95 % interval: {TITLES[names[0]]} "
+        f"{intervals.mean_over_runs(means[names[0]]).format()} dB, {TITLES[names[1]]} "
+        f"{intervals.mean_over_runs(means[names[1]]).format()} dB, the difference "
         f"{intervals.mean_over_runs(differences).format()} dB; standard deviation over runs "
-        f"{np.std(means['ema'], ddof=1):.2f} against {np.std(means['params'], ddof=1):.2f} dB.")
+        f"{np.std(means[names[0]], ddof=1):.2f} against {np.std(means[names[1]], ddof=1):.2f} dB.")
 
 
 if __name__ == "__main__":
@@ -137,4 +172,7 @@ if __name__ == "__main__":
   flags.DEFINE_float("ema_decay", 0.99, "Stage 1's EMA decay.")
   flags.DEFINE_integer("sample_every", 100, "Stage 1's sample (and selection) interval.")
   flags.DEFINE_integer("stage1_steps", 800, "Stage 1's training steps (the demo's).")
+  flags.DEFINE_list("compare", ["ema", "params"], "Two selections (SELECTIONS), the first "
+                    "minus the second in the last column.")
+  flags.DEFINE_integer("stage2_steps", 0, "Ours's SRN steps (0: the demo's).")
   app.run(main)
