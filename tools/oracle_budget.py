@@ -51,7 +51,7 @@ def define_flags() -> None:
   """Flags of the command line only: tools/world_sweep.py imports this module too."""
   flags.DEFINE_list("learning_rates", [], "Adam's peak learning rates to try (none: the "
                     "demo's).")
-  flags.DEFINE_list("steps", ["400"], "Training steps to try (the demo trains 400).")
+  flags.DEFINE_list("steps", [], "Training steps to try (none: the demo's).")
   flags.DEFINE_string("workdir", "runs/oracle_budget", "One sub-folder per run.")
   flags.DEFINE_enum("score_on", "validation", ["validation", "test"],
                     "validation: camera photos of the blurred domain's people; test: the "
@@ -135,7 +135,7 @@ def main(argv):
   rows = []
   demo_rate = demo_config.get_config().srn.optimizer.learning_rate
   for learning_rate in [float(rate) for rate in FLAGS.learning_rates] or [demo_rate]:
-    for steps in map(int, FLAGS.steps):
+    for steps in map(int, FLAGS.steps or [demo_config.get_config().srn.num_train_steps]):
       for settings in FLAGS.settings.split(";"):
         config, test_spec = oracle_config(learning_rate, steps)
         name = apply_settings(config, settings)
