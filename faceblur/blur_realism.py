@@ -68,6 +68,17 @@ class MMDResult:
   recall: float | None = None
 
 
+def _windowed_power(brightness: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """The power spectrum of the Hann-windowed, mean-removed image, and each bin's row and
+  column frequency (cycles/px)."""
+  height, width = brightness.shape
+  window = np.outer(np.hanning(height), np.hanning(width))
+  power = np.abs(np.fft.fft2((brightness - brightness.mean()) * window)) ** 2
+  freq_rows, freq_cols = np.meshgrid(np.fft.fftfreq(height), np.fft.fftfreq(width),
+                                     indexing="ij")
+  return power, freq_rows, freq_cols
+
+
 def _spectrum_features(brightness: np.ndarray) -> list[float]:
   """Band powers, slope and anisotropy of the Hann-windowed power spectrum.
 
@@ -77,11 +88,7 @@ def _spectrum_features(brightness: np.ndarray) -> list[float]:
   same energy in every direction; motion blur removes the energy along its direction), and
   the log ratio of the strongest to the weakest of 8 angular sectors.
   """
-  height, width = brightness.shape
-  window = np.outer(np.hanning(height), np.hanning(width))
-  power = np.abs(np.fft.fft2((brightness - brightness.mean()) * window)) ** 2
-  freq_rows, freq_cols = np.meshgrid(np.fft.fftfreq(height), np.fft.fftfreq(width),
-                                     indexing="ij")
+  power, freq_rows, freq_cols = _windowed_power(brightness)
   radius = np.hypot(freq_rows, freq_cols)
   usable = (radius >= _BAND_EDGES[0]) & (radius <= _BAND_EDGES[-1])
   total = power[usable].mean() + _TINY
@@ -343,12 +350,8 @@ def _radial_band_power(images: np.ndarray | Sequence[np.ndarray], edges: np.ndar
   """(N, len(edges) - 1) mean power per radial bin of each image's Hann-windowed luma."""
   powers = []
   for image in images:
-    brightness = luma(np.asarray(image, np.float64))
-    height, width = brightness.shape
-    window = np.outer(np.hanning(height), np.hanning(width))
-    power = np.abs(np.fft.fft2((brightness - brightness.mean()) * window)) ** 2
-    radius = np.hypot(*np.meshgrid(np.fft.fftfreq(height), np.fft.fftfreq(width), indexing="ij"))
-    index = np.digitize(radius, edges) - 1
+    power, freq_rows, freq_cols = _windowed_power(luma(np.asarray(image, np.float64)))
+    index = np.digitize(np.hypot(freq_rows, freq_cols), edges) - 1
     powers.append([power[index == bin_].mean() if np.any(index == bin_) else np.nan
                    for bin_ in range(len(edges) - 1)])
   return np.asarray(powers)
