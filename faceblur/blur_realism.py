@@ -388,3 +388,9 @@ def falloff_profile(images: np.ndarray | Sequence[np.ndarray], *,
 def falloff_distance(real_profile: np.ndarray, fake_profile: np.ndarray) -> float:
   """Mean squared difference of two `falloff_profile`s (0: the same attenuation)."""
   return float(np.mean((np.asarray(fake_profile) - np.asarray(real_profile)) ** 2))
+
+
+def falloff_shift(real_profile: np.ndarray, fake_profile: np.ndarray) -> float:
+  """Mean of the fake profile less the real one: below 0, the fake set attenuates its mid
+  frequencies more than the real one, as a wider blur does; above 0, less."""
+  return float(np.mean(np.asarray(fake_profile) - np.asarray(real_profile)))

@@ -15,7 +15,8 @@ picks the step (MMD² of blur features, or the spectrum's falloff). For each see
 4. scores both SRNs on the validation faces (camera photos of the stage-1 blurred domain's
    people, with their ground truth; never a test face).
 
-The table gives, per run and selection, the step, its score, G's kernels' median RMS radius
+The table gives, per run and selection, the step, its score (MMD² for the rule that guards
+it with the falloff's shift), G's kernels' median RMS radius
 and ours's validation gain with its 95 % interval over the faces; the first selection's gain
 minus the second's, paired over the faces; and, over the runs, the mean of each with
 Student's t 95 % interval (the run is the unit: the faces' intervals do not cover a second
@@ -23,6 +24,7 @@ run). Every step resumes: what a folder already holds is not redone.
 
   python tools/stage1_seeds.py --seeds=0,1,2,3,4 --workdir=runs/stage1_seeds
   python tools/stage1_seeds.py --seeds=0,1,2 --compare=ema_falloff,ema --stage2_steps=400
+  python tools/stage1_seeds.py --seeds=9,10,11 --compare=ema_no_wider,ema --stage2_steps=400
 """
 
 import json
@@ -51,9 +53,12 @@ SELECTIONS = {
     "params": ("params", "realism/mmd2"),
     "ema_falloff": ("ema", "realism/falloff"),
     "params_falloff": ("params", "realism/falloff"),
+    "ema_no_wider": ("ema", "realism/mmd2_no_wider"),
 }
 TITLES = {"ema": "EMA weights, MMD²", "params": "trained weights, MMD²",
-          "ema_falloff": "EMA weights, falloff", "params_falloff": "trained weights, falloff"}
+          "ema_falloff": "EMA weights, falloff", "params_falloff": "trained weights, falloff",
+          "ema_no_wider": "EMA weights, MMD² no wider"}
+SCORED = ("realism/mmd2", "realism/falloff", "realism/falloff_shift")  # read from one file
 
 
 def run(*arguments: str, log: pathlib.Path) -> None:
@@ -63,16 +68,21 @@ def run(*arguments: str, log: pathlib.Path) -> None:
                    stderr=subprocess.STDOUT, check=True)
 
 
+def has_every_score(folder: pathlib.Path, weights: str) -> bool:
+  """Whether `folder`'s selection.json scored `weights` with every score of `SCORED`."""
+  path = folder / cyclegan.SELECTION_FILE
+  if not path.exists():
+    return False
+  selection = json.loads(path.read_text())
+  return (selection.get("weights", "params") == weights
+          and all(key in entry for entry in selection["steps"] for key in SCORED))
+
+
 def scores_folder(workdir: pathlib.Path, weights: str) -> pathlib.Path:
   """Where `weights`' scores of every sample step are: the run's own selection.json for the
-  weights its sampler scored (with every score it logged), else `rescored_<weights>`."""
-  own = workdir / "cyclegan" / cyclegan.SELECTION_FILE
-  if own.exists():
-    run_selection = json.loads(own.read_text())
-    if (run_selection.get("weights", "params") == weights
-        and all("realism/falloff" in entry for entry in run_selection["steps"])):
-      return workdir / "cyclegan"
-  return workdir / f"rescored_{weights}"
+  weights its sampler scored, when it holds every score, else `rescored_<weights>`."""
+  own = workdir / "cyclegan"
+  return own if has_every_score(own, weights) else workdir / f"rescored_{weights}"
 
 
 def selection(workdir: pathlib.Path, name: str) -> dict:
@@ -99,7 +109,7 @@ def prepare(seed: int, workdir: pathlib.Path, names: list[str]) -> None:
         f"--config.cyclegan.keep_checkpoint_every_steps={every}", log=workdir / "stage1.log")
   for weights in sorted({SELECTIONS[name][0] for name in names}):
     folder = scores_folder(workdir, weights)
-    if not (folder / cyclegan.SELECTION_FILE).exists():
+    if not has_every_score(folder, weights):  # absent, or from before a score was logged
       run("tools/rescore_stage1.py", str(stage1), f"--weights={weights}", f"--out={folder}",
           log=workdir / f"rescore_{weights}.log")
   for name in names:
@@ -152,7 +162,8 @@ def main(argv):
       difference = "" if name != names[0] else intervals.paired_difference(
           gains[names[0]], gains[names[1]]).format()
       print(f"| {seed} | {TITLES[name]} | {chosen['selected_step']} | "
-            f"{entry[chosen['score']]:.4f} | {median_radius(workdir, name):.2f} | "
+            f"{entry[cyclegan.SELECTION_KEYS[chosen['score']][0]]:.4f} | "
+            f"{median_radius(workdir, name):.2f} | "
             f"{intervals.paired_difference(gains[name], 0 * gains[name]).format()} | "
             f"{difference} |", flush=True)
       means[name].append(float(gains[name].mean()))

@@ -389,10 +389,11 @@ def _sampler(config, networks, sharp_source, workdir: pathlib.Path, writer: Metr
               "hidden/blurred_psnr": psnr(fake_blurred)}
     if real_features is not None:
       realism = blur_realism.score_against(real_features, fake_blurred, num_permutations=50)
+      fake_falloff = blur_realism.falloff_profile(fake_blurred)
       scores |= {"realism/mmd2": realism.mmd2,
                  "realism/classifier_accuracy": realism.classifier_accuracy,
-                 "realism/falloff": blur_realism.falloff_distance(
-                     real_falloff, blur_realism.falloff_profile(fake_blurred))}
+                 "realism/falloff": blur_realism.falloff_distance(real_falloff, fake_falloff),
+                 "realism/falloff_shift": blur_realism.falloff_shift(real_falloff, fake_falloff)}
       if realism.precision is not None:  # logged, not part of the selection rule
         scores |= {"realism/precision": realism.precision, "realism/recall": realism.recall}
     if jax.process_index() != 0:
@@ -452,15 +453,22 @@ def record_selection(workdir: pathlib.Path, step: int, scores: dict[str, float],
                               "score": score, "weights": weights, "steps": entries}, indent=2))
 
 
-# The label-free scores a run may select its checkpoint by (`selection_score` in the config);
-# the sampler logs both. Each compares G's blur of the sampled sharp faces with the validation
-# photos of the blurred domain's people, never a test face.
+# The label-free rules a run may select its checkpoint by (`selection_score` in the config);
+# the sampler logs every score they read. Each compares G's blur of the sampled sharp faces
+# with the validation photos of the blurred domain's people, never a test face.
 SELECTION_SCORES = {
     "realism/mmd2": "the sample step with the lowest realism/mmd2 (MMD^2 of per-image blur "
                     "features against the validation photos)",
     "realism/falloff": "the sample step with the lowest realism/falloff (the pooled spectrum's "
                        "mid-band attenuation against the validation photos')",
+    "realism/mmd2_no_wider": "the sample step with the lowest realism/mmd2 among those whose "
+                             "realism/falloff_shift is at least 0 (G blurs no wider than the "
+                             "validation photos by the spectrum's falloff); if none, the one "
+                             "with the largest shift",
 }
+# What each rule reads from a step's scores.
+SELECTION_KEYS = {"realism/mmd2": ("realism/mmd2",), "realism/falloff": ("realism/falloff",),
+                  "realism/mmd2_no_wider": ("realism/mmd2", "realism/falloff_shift")}
 
 
 def selection_score(config: ml_collections.ConfigDict) -> str:
@@ -473,10 +481,21 @@ def selection_score(config: ml_collections.ConfigDict) -> str:
 
 
 def selected_step(entries: list[dict], score: str = "realism/mmd2") -> int | None:
-  """The step whose G blur is closest to the held-out real blur by `score` (None: none
-  scored)."""
-  scored = [entry for entry in entries if score in entry]
-  return min(scored, key=lambda entry: entry[score])["step"] if scored else None
+  """The step that rule `score` of `SELECTION_SCORES` picks (None: none scored).
+
+  'realism/mmd2_no_wider' is MMD^2 with a one-sided guard: stage 2 forgives labels blurred
+  more narrowly than the real photos and is hurt by wider ones (README, "A score that sees
+  the width"), so steps whose blur is wider by the falloff are passed over.
+  """
+  scored = [entry for entry in entries if all(key in entry for key in SELECTION_KEYS[score])]
+  if not scored:
+    return None
+  if score == "realism/mmd2_no_wider":
+    not_wider = [entry for entry in scored if entry["realism/falloff_shift"] >= 0]
+    if not not_wider:
+      return max(scored, key=lambda entry: entry["realism/falloff_shift"])["step"]
+    return min(not_wider, key=lambda entry: entry["realism/mmd2"])["step"]
+  return min(scored, key=lambda entry: entry[score])["step"]
 
 
 def read_selected_step(workdir: str | pathlib.Path) -> int | None:

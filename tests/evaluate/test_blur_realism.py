@@ -235,6 +235,7 @@ def test_falloff_follows_the_blur_width_not_the_noise_level():
   noisier = blur_realism.falloff_profile(_blurred_faces(1.0, 10, 1))
   wider = blur_realism.falloff_profile(_blurred_faces(1.3, 2, 1))
   assert blur_realism.falloff_distance(real, real) == 0.0
+  assert blur_realism.falloff_shift(real, wider) < 0 < blur_realism.falloff_shift(wider, real)
   assert (blur_realism.falloff_distance(real, noisier)
           < blur_realism.falloff_distance(real, wider) / 25)
 

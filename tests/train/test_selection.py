@@ -37,6 +37,19 @@ def test_the_configured_score_selects_and_selection_json_names_it(tmp_path):
     assert selection["rule"] == cyclegan.SELECTION_SCORES[name]
 
 
+def test_mmd2_no_wider_passes_over_steps_that_blur_wider_than_the_photos():
+  entries = [{"step": 100, "realism/mmd2": 0.01, "realism/falloff_shift": -0.05},
+             {"step": 200, "realism/mmd2": 0.04, "realism/falloff_shift": 0.10},
+             {"step": 300, "realism/mmd2": 0.03, "realism/falloff_shift": 0.00}]
+  assert cyclegan.selected_step(entries, "realism/mmd2") == 100
+  assert cyclegan.selected_step(entries, "realism/mmd2_no_wider") == 300
+  all_wider = [dict(entry, **{"realism/falloff_shift": -0.1 * entry["step"]})
+               for entry in entries]
+  assert cyclegan.selected_step(all_wider, "realism/mmd2_no_wider") == 100  # the least wide
+  assert cyclegan.selected_step([{"step": 5, "realism/mmd2": 0.0}],
+                                "realism/mmd2_no_wider") is None  # before the shift was logged
+
+
 def test_an_unknown_selection_score_is_a_config_error_before_training():
   stage1 = demo.get_config("tiny").cyclegan
   stage1.selection_score = "realism/psnr"
@@ -142,6 +155,8 @@ def test_the_hidden_channel_diagnostic_scores_hidden_count_faces_and_the_realism
   validation = factory.make_source(stage1.data.blurred_validation, image_size=stage1.data.load_size)
   real = cyclegan._transformed(validation, transform, stage1.data.validation_count)
   assert logged["realism/falloff"] == pytest.approx(blur_realism.falloff_distance(
+      blur_realism.falloff_profile(real), blur_realism.falloff_profile(blurred)), rel=1e-3)
+  assert logged["realism/falloff_shift"] == pytest.approx(blur_realism.falloff_shift(
       blur_realism.falloff_profile(real), blur_realism.falloff_profile(blurred)), rel=1e-3)
 
 
