@@ -85,9 +85,10 @@ def get_config(arg: str = "folders") -> ml_collections.ConfigDict:
   # synthesis uses. Never a test set.
   config.data.blurred_validation = common.source("")
   config.data.validation_count = 300  # MMD^2's null sd: 0.0016 at 100, 0.0004 at 300 (README)
-  # Which label-free score selects (faceblur.train.cyclegan.SELECTION_SCORES; both are logged):
-  # 'realism/mmd2' (per-image blur features) or 'realism/falloff' (the pooled spectrum's
-  # mid-band attenuation, in cycles/px bands set for 64 px faces).
+  # Which label-free rule selects (faceblur.train.cyclegan.SELECTION_SCORES; every score is
+  # logged): 'realism/mmd2' (per-image blur features), 'realism/falloff' (the pooled
+  # spectrum's mid-band attenuation, in cycles/px bands set for 64 px faces) or
+  # 'realism/mmd2_no_wider' (MMD^2 among the steps that blur no wider than the photos by it).
   config.selection_score = "realism/mmd2"
 
   config.model = ml_collections.ConfigDict(dict(

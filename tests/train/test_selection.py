@@ -43,9 +43,9 @@ def test_mmd2_no_wider_passes_over_steps_that_blur_wider_than_the_photos():
              {"step": 300, "realism/mmd2": 0.03, "realism/falloff_shift": 0.00}]
   assert cyclegan.selected_step(entries, "realism/mmd2") == 100
   assert cyclegan.selected_step(entries, "realism/mmd2_no_wider") == 300
-  all_wider = [dict(entry, **{"realism/falloff_shift": -0.1 * entry["step"]})
-               for entry in entries]
-  assert cyclegan.selected_step(all_wider, "realism/mmd2_no_wider") == 100  # the least wide
+  all_wider = [dict(entry, **{"realism/falloff_shift": shift})
+               for entry, shift in zip(entries, (-0.3, -0.01, -0.2), strict=True)]
+  assert cyclegan.selected_step(all_wider, "realism/mmd2_no_wider") == 200  # the least wide
   assert cyclegan.selected_step([{"step": 5, "realism/mmd2": 0.0}],
                                 "realism/mmd2_no_wider") is None  # before the shift was logged
 
