@@ -162,7 +162,7 @@ def main(argv):
       difference = "" if name != names[0] else intervals.paired_difference(
           gains[names[0]], gains[names[1]]).format()
       print(f"| {seed} | {TITLES[name]} | {chosen['selected_step']} | "
-            f"{entry[cyclegan.SELECTION_KEYS[chosen['score']][0]]:.4f} | "
+            f"{entry[cyclegan.SELECTION_SCORES[chosen['score']].keys[0]]:.4f} | "
             f"{median_radius(workdir, name):.2f} | "
             f"{intervals.paired_difference(gains[name], 0 * gains[name]).format()} | "
             f"{difference} |", flush=True)

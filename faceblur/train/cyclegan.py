@@ -29,7 +29,7 @@ of the training people, the label-free score that selects the checkpoint (`selec
 import functools
 import json
 import pathlib
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -449,26 +449,33 @@ def record_selection(workdir: pathlib.Path, step: int, scores: dict[str, float],
   entries.append({"step": step, **{k: float(v) for k, v in scores.items()}})
   entries.sort(key=lambda entry: entry["step"])
   selected = selected_step(entries, score)
-  path.write_text(json.dumps({"selected_step": selected, "rule": SELECTION_SCORES[score],
-                              "score": score, "weights": weights, "steps": entries}, indent=2))
+  path.write_text(json.dumps({"selected_step": selected,
+                              "rule": SELECTION_SCORES[score].description, "score": score,
+                              "weights": weights, "steps": entries}, indent=2))
+
+
+class SelectionRule(NamedTuple):
+  """A label-free rule for stage 1's checkpoint: what it does, and the scores it reads."""
+  description: str
+  keys: tuple[str, ...]
 
 
 # The label-free rules a run may select its checkpoint by (`selection_score` in the config);
 # the sampler logs every score they read. Each compares G's blur of the sampled sharp faces
 # with the validation photos of the blurred domain's people, never a test face.
 SELECTION_SCORES = {
-    "realism/mmd2": "the sample step with the lowest realism/mmd2 (MMD^2 of per-image blur "
-                    "features against the validation photos)",
-    "realism/falloff": "the sample step with the lowest realism/falloff (the pooled spectrum's "
-                       "mid-band attenuation against the validation photos')",
-    "realism/mmd2_no_wider": "the sample step with the lowest realism/mmd2 among those whose "
-                             "realism/falloff_shift is at least 0 (G blurs no wider than the "
-                             "validation photos by the spectrum's falloff); if none, the one "
-                             "with the largest shift",
+    "realism/mmd2": SelectionRule(
+        "the sample step with the lowest realism/mmd2 (MMD^2 of per-image blur features "
+        "against the validation photos)", ("realism/mmd2",)),
+    "realism/falloff": SelectionRule(
+        "the sample step with the lowest realism/falloff (the pooled spectrum's mid-band "
+        "attenuation against the validation photos')", ("realism/falloff",)),
+    "realism/mmd2_no_wider": SelectionRule(
+        "the sample step with the lowest realism/mmd2 among those whose realism/falloff_shift "
+        "is at least 0 (G blurs no wider than the validation photos by the spectrum's "
+        "falloff); if none, the one with the largest shift",
+        ("realism/mmd2", "realism/falloff_shift")),
 }
-# What each rule reads from a step's scores.
-SELECTION_KEYS = {"realism/mmd2": ("realism/mmd2",), "realism/falloff": ("realism/falloff",),
-                  "realism/mmd2_no_wider": ("realism/mmd2", "realism/falloff_shift")}
 
 
 def selection_score(config: ml_collections.ConfigDict) -> str:
@@ -487,7 +494,8 @@ def selected_step(entries: list[dict], score: str = "realism/mmd2") -> int | Non
   more narrowly than the real photos and is hurt by wider ones (README, "A score that sees
   the width"), so steps whose blur is wider by the falloff are passed over.
   """
-  scored = [entry for entry in entries if all(key in entry for key in SELECTION_KEYS[score])]
+  scored = [entry for entry in entries
+            if all(key in entry for key in SELECTION_SCORES[score].keys)]
   if not scored:
     return None
   if score == "realism/mmd2_no_wider":

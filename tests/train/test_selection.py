@@ -34,7 +34,7 @@ def test_the_configured_score_selects_and_selection_json_names_it(tmp_path):
       cyclegan.record_selection(workdir, step, step_scores, score=name)
     selection = json.loads((workdir / cyclegan.SELECTION_FILE).read_text())
     assert selection["selected_step"] == expected and selection["score"] == name
-    assert selection["rule"] == cyclegan.SELECTION_SCORES[name]
+    assert selection["rule"] == cyclegan.SELECTION_SCORES[name].description
 
 
 def test_mmd2_no_wider_passes_over_steps_that_blur_wider_than_the_photos():
