@@ -186,19 +186,26 @@ def make_train_step(config: ml_collections.ConfigDict, networks: stage_lib.Netwo
     fake_sharp = F(blurred)
     adversarial = (losses.lsgan_generator_loss(D_blurred(fake_blurred), real_label=real_label)
                    + losses.lsgan_generator_loss(D_sharp(fake_sharp), real_label=real_label))
+    # A forward cycle of weight 0 (the blur generators') is only watched, as the hidden-channel
+    # diagnostic: without a gradient it costs F's forward pass and not its backward.
+    if forward_cycle_weight:
+      F_forward, to_f = F, fake_blurred
+    else:
+      F_forward = bind("f", jax.lax.stop_gradient(f))
+      to_f = jax.lax.stop_gradient(fake_blurred)
     if random_g:
       # Noise on G(sharp) before F breaks a hidden low-amplitude channel (Chu et al. 2017).
-      seen_by_f = fake_blurred + cycle_noise_std * jax.random.normal(keys[2], sharp.shape)
-      forward = losses.cycle_consistency_loss(F(seen_by_f), sharp)
+      seen_by_f = to_f + cycle_noise_std * jax.random.normal(keys[2], sharp.shape)
+      forward = losses.cycle_consistency_loss(F_forward(seen_by_f), sharp)
       backward = losses.cycle_consistency_loss(G_cycle(fake_sharp, z_cycle, noise_cycle),
                                                blurred)
     else:
-      forward = losses.cycle_consistency_loss(F(fake_blurred), sharp)
+      forward = losses.cycle_consistency_loss(F_forward(to_f), sharp)
       backward = losses.cycle_consistency_loss(G_cycle(fake_sharp), blurred)
     if forward_cycle_weight == 1.0:  # the paper's sum, as it was computed
       cycle = forward + backward
     else:
-      cycle = forward_cycle_weight * forward + backward
+      cycle = (forward_cycle_weight * forward + backward) if forward_cycle_weight else backward
       metrics["generator/cycle_forward"] = forward
     total = adversarial + cycle_weight * cycle
     identity = jnp.zeros((), jnp.float32)

@@ -309,3 +309,33 @@ def test_the_train_step_compiles_once_though_a_parameter_starts_from_python_scal
   for _ in range(2):
     state, _ = step(state, batch)
   assert step._cache_size() == 1
+
+
+def test_a_forward_cycle_of_weight_zero_is_watched_without_its_backward_pass():
+  """`kernel_blur`'s sharp -> blurred -> sharp cycle has weight 0 and is logged only: its
+  gradient is not computed (fewer convolutions), and training follows the same course as with
+  a negligible weight."""
+  config = cyclegan_config(4)
+  cyclegan_variants.apply_variant(config, "kernel_blur_plain")
+  assert config.loss.forward_cycle_weight == 0.0
+  mesh = partitioning.make_mesh(1)
+  tx = cyclegan.STAGE.make_optimizer(config, 4)
+  state = state_lib.create_train_state(cyclegan.init_fn(config, tx), 0, mesh)
+  networks = cyclegan.make_networks(config)
+  rng = np.random.default_rng(0)
+  size = config.data.crop_size
+  batch = partitioning.shard_batch(
+      {key: rng.random((config.batch_size, size, size, 3), dtype=np.float32)
+       for key in ("sharp", "blurred")}, mesh)
+  convolutions, logged = {}, {}
+  for weight in (0.0, 1e-9):
+    config.loss.forward_cycle_weight = weight
+    step = jax.jit(cyclegan.make_train_step(config, networks, tx))
+    convolutions[weight] = step.lower(state, batch).as_text().count("stablehlo.convolution")
+    trained = state
+    for _ in range(3):
+      trained, step_metrics = step(trained, batch)
+    logged[weight] = {name: float(value) for name, value in step_metrics.items()}
+  assert convolutions[0.0] < 0.8 * convolutions[1e-9]
+  assert logged[0.0]["generator/cycle_forward"] > 0
+  assert logged[0.0] == pytest.approx(logged[1e-9], rel=1e-5)
