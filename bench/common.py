@@ -103,6 +103,10 @@ def train_step_flops(stage: str, config, batch_size: int, size: int) -> int:
     at 3x; the critics' 2 passes on fakes in the generator loss at 2x (forward and input
     gradient: their kernels are frozen there); their 4 passes in the critic loss (real and
     pooled fakes) at 2x (forward and kernel gradient: their inputs are data).
+  - CycleGAN with the `kernel_blur` G: F's pass on the blurred photos at 3x and its watched
+    cycle pass at 1x (no gradient); G's two blurs (2 FLOPs per tap, pixel and channel) at 2x
+    each (G(sharp): forward and kernel gradient; G(F(blurred)): forward and input gradient);
+    the critics as above.
 
   Counted under `jax.eval_shape`: no weights are allocated and nothing is computed.
   """
@@ -119,8 +123,12 @@ def train_step_flops(stage: str, config, batch_size: int, size: int) -> int:
   if stage != "cyclegan":
     raise ValueError(f"unknown stage {stage!r}; choose srn or cyclegan")
   factories = cyclegan.module_factories(config)
-  generator = conv_flops(nnx.eval_shape(lambda: factories["g"](nnx.Rngs(0))), images)
   critic = conv_flops(nnx.eval_shape(lambda: factories["d_blurred"](nnx.Rngs(0))), images)
+  if config.model.get("generator", "resnet") == "kernel_blur":
+    deblurrer = conv_flops(nnx.eval_shape(lambda: factories["f"](nnx.Rngs(0))), images)
+    blur = 2 * config.model.kernel_size ** 2 * batch_size * size * size * 3
+    return 4 * deblurrer + 2 * 2 * blur + 2 * 2 * critic + 2 * 4 * critic
+  generator = conv_flops(nnx.eval_shape(lambda: factories["g"](nnx.Rngs(0))), images)
   generator_passes = 6 if config.loss.identity_weight > 0 else 4
   return 3 * generator_passes * generator + 2 * 2 * critic + 2 * 4 * critic
 

@@ -16,10 +16,14 @@ torch is an optional extra of the benchmarks (`pip install -e '.[bench]'`), neve
 package.
 """
 
+import io
+import math
 import random
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 # ---------------------------------------------------------------------------------------------
@@ -166,6 +170,182 @@ class CycleGANStep:
     self.losses = {name: float(term.detach()) for name, term in terms.items()}
     return self.losses["generator/total"]
 
+
+
+def _srgb_to_linear(srgb: torch.Tensor) -> torch.Tensor:
+  srgb = srgb.clamp(0.0, 1.0)
+  curve = ((srgb.clamp(min=0.04045) + 0.055) / 1.055) ** 2.4
+  return torch.where(srgb <= 0.04045, srgb / 12.92, curve)
+
+
+def _linear_to_srgb(linear: torch.Tensor) -> torch.Tensor:
+  linear = linear.clamp(0.0, 1.0)
+  curve = 1.055 * linear.clamp(min=0.0031308) ** (1 / 2.4) - 0.055
+  return torch.where(linear <= 0.0031308, linear * 12.92, curve)
+
+
+def _jpeg_round_trip(images: torch.Tensor, qualities: list[int]) -> torch.Tensor:
+  """Each [0, 1] NCHW image through PIL's JPEG at its quality, on the host."""
+  decoded = []
+  for image, quality in zip(images.detach().permute(0, 2, 3, 1).cpu().numpy(), qualities,
+                            strict=True):
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)).save(
+        buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as handle:
+      decoded.append(np.asarray(handle.convert("RGB"), np.float32) / 255)
+  coded = torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2)
+  return coded.to(images.device).contiguous(memory_format=_memory_format_of(images))
+
+
+def _memory_format_of(images: torch.Tensor) -> torch.memory_format:
+  return (torch.channels_last if images.is_contiguous(memory_format=torch.channels_last)
+          and not images.is_contiguous() else torch.contiguous_format)
+
+
+class KernelBlurGenerator(nn.Module):
+  """faceblur's `kernel_blur` G (`faceblur.models.blur_generator`), as a PyTorch user would
+  write it: from a random code, a kernel (softmax, re-centred on its centre of mass) and two
+  noise parameters; the kernel applied to each image in linear light (a grouped convolution,
+  edges mirrored), signal-dependent Gaussian noise, sRGB, then PIL's JPEG with a
+  straight-through gradient. On [0, 1] images."""
+
+  def __init__(self, kernel_size: int = 21, code_dim: int = 8, hidden: int = 64,
+               head_scale: float = 20.0, jpeg_quality: tuple[int, int] | None = None):
+    super().__init__()
+    self.kernel_size, self.code_dim, self.head_scale = kernel_size, code_dim, head_scale
+    self.jpeg_quality = jpeg_quality
+    self.hidden = nn.Linear(code_dim, hidden)
+    self.kernel_head = nn.Linear(hidden, kernel_size * kernel_size)
+    self.noise_head = nn.Linear(hidden, 2)
+    # faceblur's start: a Gaussian kernel of 1 px, 1000 photons at white, read noise 0.002.
+    with torch.no_grad():
+      for head in (self.kernel_head, self.noise_head):
+        head.weight.normal_(0.0, 1e-3)
+      offsets = torch.arange(kernel_size, dtype=torch.float32) - kernel_size // 2
+      radius2 = (offsets[:, None] ** 2 + offsets[None, :] ** 2).reshape(-1)
+      self.kernel_head.bias.copy_(-radius2 / 2 / head_scale)
+      self.noise_head.bias.copy_(torch.tensor([-math.log(1000.0), 2 * math.log(0.002)])
+                                 / head_scale)
+
+  def _centred(self, kernels: torch.Tensor) -> torch.Tensor:
+    """Kernels (N, k, k) shifted bilinearly so that their centre of mass is the middle tap."""
+    size = kernels.shape[-1]
+    offsets = torch.arange(size, dtype=kernels.dtype, device=kernels.device) - size // 2
+    rows, cols = torch.meshgrid(offsets, offsets, indexing="ij")
+    for _ in range(2):
+      centre_row = torch.einsum("nij,i->n", kernels, offsets)
+      centre_col = torch.einsum("nij,j->n", kernels, offsets)
+      # Sample each kernel at (row + centre_row, col + centre_col), zero outside the grid.
+      grid = torch.stack([cols[None] + centre_col[:, None, None],
+                          rows[None] + centre_row[:, None, None]], dim=-1) / (size // 2)
+      kernels = F.grid_sample(kernels[:, None], grid, mode="bilinear", padding_mode="zeros",
+                              align_corners=True)[:, 0].clamp(min=0.0)
+      kernels = kernels / kernels.sum(dim=(1, 2), keepdim=True)
+    return kernels
+
+  def forward(self, images: torch.Tensor, codes: torch.Tensor,
+              noisy: bool = True) -> torch.Tensor:
+    hidden = F.relu(self.hidden(codes))
+    logits = self.head_scale * self.kernel_head(hidden)
+    kernels = self._centred(torch.softmax(logits, dim=-1).view(
+        -1, self.kernel_size, self.kernel_size))
+    noise = torch.exp(self.head_scale * self.noise_head(hidden))
+    n, channels, height, width = images.shape
+    pad = self.kernel_size // 2
+    linear = _srgb_to_linear(images)
+    # Symmetric padding (the edge pixel repeated), as faceblur's blur_each.
+    padded = torch.cat([linear[:, :, :pad].flip(2), linear, linear[:, :, -pad:].flip(2)], 2)
+    padded = torch.cat([padded[..., :pad].flip(3), padded, padded[..., -pad:].flip(3)], 3)
+    # A convolution: torch's conv2d correlates, so with the kernel flipped.
+    blurred = F.conv2d(padded.reshape(1, n * channels, *padded.shape[2:]),
+                       kernels.flip(1, 2).repeat_interleave(channels, 0)[:, None],
+                       groups=n * channels).view(n, channels, height, width)
+    if noisy:
+      variance = noise[:, 0, None, None, None] * blurred.clamp(0.0, 1.0) \
+          + noise[:, 1, None, None, None]
+      blurred = blurred + variance.sqrt() * torch.randn_like(blurred)
+    output = _linear_to_srgb(blurred)
+    if noisy and self.jpeg_quality:
+      low, high = self.jpeg_quality
+      coded = _jpeg_round_trip(output, [random.randint(low, high) for _ in range(n)])
+      output = output + (coded - output).detach()
+    return output
+
+
+class KernelBlurStep:
+  """faceblur's `kernel_blur` variants' step (`faceblur.train.cyclegan`), as written for
+  PyTorch: G and F against their critics, the blurred -> sharp -> blurred cycle (through which
+  only F learns), the sharp -> blurred -> sharp cycle watched without a gradient (weight 0),
+  no identity term; then both critics on pooled fakes; an EMA of G and F. On [0, 1] images."""
+
+  def __init__(self, model, loss, pool_size: int, learning_rate: float, betas, ema_decay: float):
+    if loss.get("diversity_weight", 0.0) or loss.get("forward_cycle_weight", 1.0) \
+        or loss.get("identity_weight", 0.0) or loss.get("cycle_updates_g", True) \
+        or model.get("tone_curve", False):
+      raise ValueError("the PyTorch reference ports kernel_blur_plain's losses only")
+    self.sharp_to_blurred = KernelBlurGenerator(
+        model.kernel_size, model.get("code_dim", 8) or 8,
+        jpeg_quality=tuple(model.jpeg_quality) or None)
+    self.blurred_to_sharp = resnet_generator(model.num_blocks, model.features,
+                                             residual=model.get("residual", False))
+    self.blurred_critic = patch_discriminator(model.disc_features, model.disc_layers)
+    self.sharp_critic = patch_discriminator(model.disc_features, model.disc_layers)
+    self.cycle_weight, self.real_label = loss.cycle_weight, loss.real_label
+    self.ema_decay = ema_decay
+    self.pools = ImagePool(pool_size), ImagePool(pool_size)
+    self.generator_params = [*self.sharp_to_blurred.parameters(),
+                             *self.blurred_to_sharp.parameters()]
+    self.ema = [p.detach().clone() for p in self.generator_params]
+    critics = [*self.blurred_critic.parameters(), *self.sharp_critic.parameters()]
+    self.generator_opt = torch.optim.Adam(self.generator_params, lr=learning_rate, betas=betas)
+    self.critic_opt = torch.optim.Adam(critics, lr=learning_rate, betas=betas)
+    self.losses: dict[str, float] = {}
+
+  def networks(self) -> dict[str, nn.Module]:
+    return {"sharp_to_blurred": self.sharp_to_blurred, "blurred_to_sharp": self.blurred_to_sharp,
+            "blurred_critic": self.blurred_critic, "sharp_critic": self.sharp_critic}
+
+  def __call__(self, sharp: torch.Tensor, blurred: torch.Tensor) -> float:
+    """One update from [0, 1] NCHW batches; returns the generator loss."""
+    sharp_to_blurred, blurred_to_sharp = self.sharp_to_blurred, self.blurred_to_sharp
+    for critic in (self.blurred_critic, self.sharp_critic):
+      critic.requires_grad_(False)
+    self.generator_opt.zero_grad(set_to_none=True)
+    code_dim = sharp_to_blurred.code_dim
+    z = torch.randn(sharp.shape[0], code_dim, device=sharp.device)
+    z_cycle = torch.randn(blurred.shape[0], code_dim, device=sharp.device)
+    fake_blurred, fake_sharp = sharp_to_blurred(sharp, z), blurred_to_sharp(blurred)
+    adversarial = (_lsgan_generator(self.blurred_critic(fake_blurred), self.real_label)
+                   + _lsgan_generator(self.sharp_critic(fake_sharp), self.real_label))
+    with torch.no_grad():  # the hidden-channel diagnostic
+      forward = F.l1_loss(blurred_to_sharp(fake_blurred), sharp)
+    sharp_to_blurred.requires_grad_(False)  # the cycle trains F only
+    backward = F.l1_loss(sharp_to_blurred(fake_sharp, z_cycle), blurred)
+    sharp_to_blurred.requires_grad_(True)
+    generator_loss = adversarial + self.cycle_weight * backward
+    generator_loss.backward()
+    self.generator_opt.step()
+    with torch.no_grad():
+      torch._foreach_lerp_(self.ema, [p.detach() for p in self.generator_params],
+                           1.0 - self.ema_decay)
+
+    for critic in (self.blurred_critic, self.sharp_critic):
+      critic.requires_grad_(True)
+    self.critic_opt.zero_grad(set_to_none=True)
+    pooled_blurred = self.pools[0].query(fake_blurred.detach())
+    pooled_sharp = self.pools[1].query(fake_sharp.detach())
+    blurred_critic_loss = _lsgan_critic(self.blurred_critic, blurred, pooled_blurred,
+                                        self.real_label)
+    sharp_critic_loss = _lsgan_critic(self.sharp_critic, sharp, pooled_sharp, self.real_label)
+    (blurred_critic_loss + sharp_critic_loss).backward()
+    self.critic_opt.step()
+    terms = {"generator/adversarial": adversarial, "generator/cycle": backward,
+             "generator/cycle_forward": forward, "generator/total": generator_loss,
+             "critic/blurred": blurred_critic_loss, "critic/sharp": sharp_critic_loss}
+    self.losses = {name: float(term.detach()) for name, term in terms.items()}
+    return self.losses["generator/total"]
 
 def _lsgan_generator(scores: torch.Tensor, real_label: float = 1.0) -> torch.Tensor:
   return torch.mean((scores - real_label) ** 2)
@@ -341,6 +521,10 @@ def step_from_config(stage: str, config, *, resize: str = "tf1"):
   well as the reference's). `resize` is SRN's pyramid resize: the official code's 'tf1' by
   default, or faceblur's 'half_pixel' (the parameters are the same either way)."""
   model = config.model
+  if stage == "cyclegan" and model.get("generator", "resnet") == "kernel_blur":
+    opt = config.optimizer
+    return KernelBlurStep(model, config.loss, config.pool_size, opt.learning_rate,
+                          (opt.b1, opt.b2), config.get("ema_decay", 0.0))
   if stage == "cyclegan":
     loss = config.loss
     return CycleGANStep(model.num_blocks, model.features, loss.cycle_weight, loss.identity_weight,

@@ -10,7 +10,9 @@ Shapes: `--shapes=reference` (issue 5, the default): CycleGAN ResNet-9 at 256 px
 4; SRN at 256 px crops, batch 4 and 16. `--shapes=demo` and `--shapes=study` (issue 25) take
 each stage's networks (widths, blocks, residual option), crop size and batch size from
 `configs/demo.py` or `configs/study.py` (the `cyclegan` and `srn` stages of `get_config()`),
-so the benchmark follows those configs; `--size` and the batch flags override them. For
+so the benchmark follows those configs; `--size` and the batch flags override them. Stage 1 is
+then the config's own variant (`kernel_blur_plain`, whose G can only blur), or another with
+`--stage1_variant` (`paper`: the CycleGAN at those widths). For
 faceblur: the jitted step of the training code and its compile time. For PyTorch
 (`bench/torch_reference.py`, eager, as the official code runs): the same networks, losses and
 optimisers, built from the same config (`torch_reference.step_from_config`), timed in both
@@ -71,6 +73,9 @@ REFERENCE_BATCHES = {"cyclegan": ["1", "4"], "srn": ["4", "16"]}
 flags.DEFINE_enum("shapes", "reference", SHAPES, "Whose networks, crops and batches: the "
                   "reference configs' (configs/cyclegan.py, configs/srn.py; 256 px) or those of "
                   "configs/demo.py or configs/study.py.")
+flags.DEFINE_enum("stage1_variant", None, list(cyclegan_config.VARIANTS), "Stage 1's variant "
+                  "(configs/cyclegan.py) for the demo's and the study's shapes; default: the "
+                  "config's own (kernel_blur_plain). The reference shapes are the paper's.")
 flags.DEFINE_integer("size", None, "Crop size in pixels (default: 256 for the reference "
                      "shapes, each stage's config.data.crop_size otherwise).")
 flags.DEFINE_list("cyclegan_batches", None, "CycleGAN batch sizes (default: 1,4 for the "
@@ -101,8 +106,8 @@ def shapes_config(stage: str, shapes: str):
   if shapes == "reference":
     return cyclegan_config.get_config() if stage == "cyclegan" else srn_config.get_config()
   config = {"demo": demo_config, "study": study_config}[shapes].get_config()[stage]
-  if stage == "cyclegan":  # the PyTorch reference is the paper's CycleGAN: time that variant
-    cyclegan_config.apply_variant(config, "paper")
+  if stage == "cyclegan" and FLAGS.stage1_variant:
+    cyclegan_config.apply_variant(config, FLAGS.stage1_variant)
   return config
 
 
@@ -180,7 +185,7 @@ def bench_pytorch(stage: str, batch_size: int, size: int, layout: str) -> dict:
   generator = torch.Generator().manual_seed(0)
   sharp, blurred = (torch.rand(batch_size, 3, size, size, generator=generator)
                     .to(device).contiguous(memory_format=memory_format) for _ in range(2))
-  if stage == "cyclegan":  # the official data loader normalises to [-1, 1]
+  if isinstance(step, torch_reference.CycleGANStep):  # the official loader gives [-1, 1]
     sharp, blurred = sharp * 2 - 1, blurred * 2 - 1
 
   def run_step():
@@ -218,6 +223,7 @@ def add_flops(row: dict, gflops_per_step: float, peak_gflops: float | None) -> d
 def case_args() -> list[str]:
   """The flags a case's child process needs."""
   return [f"--shapes={FLAGS.shapes}", *([f"--size={FLAGS.size}"] if FLAGS.size else []),
+          *([f"--stage1_variant={FLAGS.stage1_variant}"] if FLAGS.stage1_variant else []),
           f"--warmup={FLAGS.warmup}", f"--repeats={FLAGS.repeats}",
           f"--mixed_precision={FLAGS.mixed_precision}",
           f"--compiler_options={FLAGS.compiler_options}", f"--torch_device={FLAGS.torch_device}"]
