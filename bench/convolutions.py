@@ -2,6 +2,7 @@
 
   python bench/convolutions.py                      # both networks at 256 px
   python bench/convolutions.py --networks=cyclegan --layers=head,down1
+  python bench/convolutions.py --shapes=demo --torch_layout=channels_last
 
 A train step is almost all convolutions (their forward pass, input gradient and kernel
 gradient), so this is where a gap to PyTorch shows first and where faceblur's CPU
@@ -9,9 +10,16 @@ reformulations (`faceblur.ops.cpu_convolutions`) were found and are checked. Eac
 alone at the shapes it has in the step (CycleGAN at batch `--cyclegan_batch`, SRN's finest
 scale at `--srn_batch`): faceblur through `cpu_convolutions.conv_general_dilated` /
 `cpu_convolutions.transposed_conv` compiled by `faceblur.ops.compilation.jit`, PyTorch through
-`torch.nn.functional` in NCHW, as its reference code runs. The input gradient and kernel
-gradient of PyTorch are each timed as one backward minus its forward. jax's profiler cannot
-time CPU convolutions (they run asynchronously), which is why they are timed one by one here.
+`torch.nn.functional` in NCHW, as its reference code runs (or `--torch_layout=channels_last`).
+The input gradient and kernel gradient of PyTorch are each timed as one backward minus its
+forward. jax's profiler cannot time CPU convolutions (they run asynchronously), which is why
+they are timed one by one here.
+
+`--shapes=demo` (or `study`) takes widths, crops and batches from that config: SRN at all
+three scales (its coarse scales are a larger share of a small crop's step) and the demo's
+stage-1 F and critics (its G has no convolution). Its summary weighs each layer by the times
+a train step runs it. A single call includes JAX's dispatch (tens of microseconds), which
+weighs on the smallest layers.
 """
 
 import statistics
@@ -32,6 +40,10 @@ from faceblur.ops import compilation, cpu_convolutions  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_list("networks", ["cyclegan", "srn"], "Which networks' layers to time.")
 flags.DEFINE_list("layers", [], "Only these layer names (default: all).")
+flags.DEFINE_enum("shapes", "reference", ["reference", "demo", "study"], "Whose widths, "
+                  "crops and batches: the reference configs' (--size and the batch flags) or "
+                  "configs/demo.py's or configs/study.py's.")
+flags.DEFINE_enum("torch_layout", "nchw", ["nchw", "channels_last"], "PyTorch's memory layout.")
 flags.DEFINE_integer("size", 256, "Image size of the step, in pixels.")
 flags.DEFINE_integer("cyclegan_batch", 1, "CycleGAN batch size.")
 flags.DEFINE_integer("srn_batch", 4, "SRN batch size.")
@@ -53,42 +65,91 @@ class Layer(NamedTuple):
   stride: int = 1
   padding: int | str = 0
   transposed: bool = False
+  per_pass: int = 1  # how many layers of this shape one pass of the network has
 
 
-def cyclegan_layers(size: int, batch: int) -> list[Layer]:
-  """ResNet generator (inputs already reflection-padded) and 70x70 PatchGAN."""
+def cyclegan_layers(size: int, batch: int, width: int = 64, critic_width: int = 64,
+                    critic_layers: int = 3, num_blocks: int = 9) -> list[Layer]:
+  """ResNet generator (inputs already reflection-padded) and the PatchGAN (70x70 with 3
+  layers)."""
   quarter = size // 4
-  return [
-      Layer("stem 7x7", batch, size + 6, 3, 64, 7),
-      Layer("down1 3x3/2", batch, size, 64, 128, 3, 2, 1),
-      Layer("down2 3x3/2", batch, size // 2, 128, 256, 3, 2, 1),
-      Layer("resblock 3x3", batch, quarter + 2, 256, 256, 3),
-      Layer("up1 3x3/2 T", batch, quarter, 256, 128, 3, 2, 1, True),
-      Layer("up2 3x3/2 T", batch, size // 2, 128, 64, 3, 2, 1, True),
-      Layer("head 7x7", batch, size + 6, 64, 3, 7),
-      Layer("critic1 4x4/2", batch, size, 3, 64, 4, 2, 1),
-      Layer("critic2 4x4/2", batch, size // 2, 64, 128, 4, 2, 1),
-      Layer("critic3 4x4/2", batch, size // 4, 128, 256, 4, 2, 1),
-      Layer("critic4 4x4", batch, size // 8, 256, 512, 4, 1, 1),
-      Layer("critic5 4x4", batch, size // 8 - 1, 512, 1, 4, 1, 1),
+  layers = [
+      Layer("stem 7x7", batch, size + 6, 3, width, 7),
+      Layer("down1 3x3/2", batch, size, width, 2 * width, 3, 2, 1),
+      Layer("down2 3x3/2", batch, size // 2, 2 * width, 4 * width, 3, 2, 1),
+      Layer("resblock 3x3", batch, quarter + 2, 4 * width, 4 * width, 3, per_pass=2 * num_blocks),
+      Layer("up1 3x3/2 T", batch, quarter, 4 * width, 2 * width, 3, 2, 1, True),
+      Layer("up2 3x3/2 T", batch, size // 2, 2 * width, width, 3, 2, 1, True),
+      Layer("head 7x7", batch, size + 6, width, 3, 7),
   ]
+  widths = [critic_width * min(2 ** i, 8) for i in range(critic_layers + 1)]
+  layers.append(Layer("critic1 4x4/2", batch, size, 3, critic_width, 4, 2, 1))
+  side = size // 2
+  for i in range(1, critic_layers + 1):
+    stride = 2 if i < critic_layers else 1
+    layers.append(Layer(f"critic{i + 1} 4x4{'/2' if stride == 2 else ''}", batch, side,
+                        widths[i - 1], widths[i], 4, stride, 1))
+    side = side // 2 if stride == 2 else side - 1
+  layers.append(Layer(f"critic{critic_layers + 2} 4x4", batch, side, widths[-1], 1, 4, 1, 1))
+  return layers
 
 
-def srn_layers(size: int, batch: int) -> list[Layer]:
-  """SRN-DeblurNet at its finest scale (the coarser two are the same layers at 1/2 and 1/4)."""
+def srn_layers(size: int, batch: int, width: int = 32) -> list[Layer]:
+  """SRN-DeblurNet at one scale (the coarser two are the same layers at 1/2 and 1/4); its
+  residual blocks hold 6 convolutions per width in the encoder and 6 in the decoder."""
   half, quarter = size // 2, size // 4
   return [
-      Layer("enc1 5x5", batch, size, 6, 32, 5, 1, "SAME"),
-      Layer("block32 5x5", batch, size, 32, 32, 5, 1, "SAME"),
-      Layer("enc2 5x5/2", batch, size, 32, 64, 5, 2, "SAME"),
-      Layer("block64 5x5", batch, half, 64, 64, 5, 1, "SAME"),
-      Layer("enc3 5x5/2", batch, half, 64, 128, 5, 2, "SAME"),
-      Layer("block128 5x5", batch, quarter, 128, 128, 5, 1, "SAME"),
-      Layer("convlstm 3x3", batch, quarter, 256, 512, 3, 1, "SAME"),
-      Layer("dec3_up 4x4/2 T", batch, quarter, 128, 64, 4, 2, 1, True),
-      Layer("dec2_up 4x4/2 T", batch, half, 64, 32, 4, 2, 1, True),
-      Layer("out 5x5", batch, size, 32, 3, 5, 1, "SAME"),
+      Layer("enc1 5x5", batch, size, 6, width, 5, 1, "SAME"),
+      Layer(f"block{width} 5x5", batch, size, width, width, 5, 1, "SAME", per_pass=12),
+      Layer("enc2 5x5/2", batch, size, width, 2 * width, 5, 2, "SAME"),
+      Layer(f"block{2 * width} 5x5", batch, half, 2 * width, 2 * width, 5, 1, "SAME",
+            per_pass=12),
+      Layer("enc3 5x5/2", batch, half, 2 * width, 4 * width, 5, 2, "SAME"),
+      Layer(f"block{4 * width} 5x5", batch, quarter, 4 * width, 4 * width, 5, 1, "SAME",
+            per_pass=12),
+      Layer("convlstm 3x3", batch, quarter, 8 * width, 16 * width, 3, 1, "SAME"),
+      Layer("dec3_up 4x4/2 T", batch, quarter, 4 * width, 2 * width, 4, 2, 1, True),
+      Layer("dec2_up 4x4/2 T", batch, half, 2 * width, width, 4, 2, 1, True),
+      Layer("out 5x5", batch, size, width, 3, 5, 1, "SAME"),
   ]
+
+
+def calls_per_step(network: str, layer: Layer) -> dict[str, int]:
+  """How many times one train step of the demo's (or the study's) networks runs each part of
+  `layer`. SRN: each layer of each scale once. Stage 1 (`kernel_blur_plain`, whose G has no
+  convolution): F runs on the blurred photos (trained) and on G's fakes in the watched cycle
+  (forward only); the critics score G's and F's fakes for the generators (input gradients)
+  and real photos and pooled fakes for themselves (kernel gradients)."""
+  if network == "srn":
+    return dict.fromkeys(("forward", "input_grad", "kernel_grad"), layer.per_pass)
+  if layer.name.startswith("critic"):
+    return {"forward": 6, "input_grad": 2, "kernel_grad": 4}
+  return {"forward": 2 * layer.per_pass, "input_grad": layer.per_pass,
+          "kernel_grad": layer.per_pass}
+
+
+def configured_layers(shapes: str, networks: list[str]) -> list[tuple[str, Layer]]:
+  """The layers of `networks` at the widths, crops and batches of `shapes`' config."""
+  from configs import demo, study  # noqa: PLC0415
+
+  config = {"demo": demo, "study": study}[shapes].get_config()
+  layers = []
+  if "cyclegan" in networks:
+    stage1 = config.cyclegan
+    model = stage1.model
+    if model.get("generator", "resnet") != "kernel_blur":
+      raise ValueError("--shapes=demo|study times the blur G's stage 1 (kernel_blur_plain)")
+    layers += [("cyclegan", layer) for layer in cyclegan_layers(
+        stage1.data.crop_size, stage1.batch_size, model.features, model.disc_features,
+        model.disc_layers, model.num_blocks)]
+  if "srn" in networks:
+    stage2 = config.srn
+    for scale in range(stage2.model.get("num_scales", 3)):
+      side = round(stage2.data.crop_size * stage2.model.scale_ratio ** scale)
+      for layer in srn_layers(side, stage2.batch_size, stage2.model.features):
+        name = layer.name if scale == 0 else f"{layer.name} @{side}"
+        layers.append(("srn", layer._replace(name=name)))
+  return layers
 
 
 def _padding(layer: Layer):
@@ -148,9 +209,13 @@ def time_pytorch(layer: Layer, repeats: int) -> dict[str, float]:
 
   torch.set_num_threads(len(__import__("os").sched_getaffinity(0)))
   inputs, kernel = _arrays(layer, np.random.default_rng(0))
-  inputs = torch.tensor(inputs.transpose(0, 3, 1, 2).copy(), requires_grad=True)
+  layout = (torch.channels_last if FLAGS.torch_layout == "channels_last"
+            else torch.contiguous_format)
+  inputs = torch.tensor(inputs.transpose(0, 3, 1, 2).copy()).contiguous(memory_format=layout)
+  inputs.requires_grad_(True)
   # OIHW for a convolution; (in, out, kh, kw) for a transposed one: both are kernel.T(3,2,0,1).
-  kernel = torch.tensor(kernel.transpose(3, 2, 0, 1).copy(), requires_grad=True)
+  kernel = torch.tensor(kernel.transpose(3, 2, 0, 1).copy()).contiguous(memory_format=layout)
+  kernel.requires_grad_(True)
   # SAME as torch can pad it (symmetrically; TF pads a strided 5x5 by 1 and 2): same FLOPs.
   padding = layer.padding if isinstance(layer.padding, int) else layer.kernel // 2
   if layer.transposed:
@@ -178,10 +243,12 @@ def main(argv):
   del argv
   print_json({"machine": machine()})
   all_layers = []
-  if "cyclegan" in FLAGS.networks:
+  if FLAGS.shapes != "reference":
+    all_layers = configured_layers(FLAGS.shapes, FLAGS.networks)
+  if FLAGS.shapes == "reference" and "cyclegan" in FLAGS.networks:
     all_layers += [("cyclegan", layer) for layer in cyclegan_layers(FLAGS.size,
                                                                     FLAGS.cyclegan_batch)]
-  if "srn" in FLAGS.networks:
+  if FLAGS.shapes == "reference" and "srn" in FLAGS.networks:
     all_layers += [("srn", layer) for layer in srn_layers(FLAGS.size, FLAGS.srn_batch)]
   rows = []
   for network, layer in all_layers:
@@ -193,14 +260,14 @@ def main(argv):
     for framework, timer in (("faceblur", time_faceblur), ("pytorch", time_pytorch)):
       if framework in FLAGS.frameworks:
         for key, value in timer(layer, FLAGS.repeats).items():
-          row[f"{framework}_{key}"] = round(value, 1)
+          row[f"{framework}_{key}"] = round(value, 1 if FLAGS.shapes == "reference" else 3)
     if {"faceblur", "pytorch"} <= set(FLAGS.frameworks):
       parts = ("forward", "input_grad", "kernel_grad")
       row["pytorch_over_faceblur"] = round(
           sum(row[f"pytorch_{part}"] for part in parts)
           / sum(row[f"faceblur_{part}"] for part in parts), 2)
     print_json(row)
-    rows.append(row)
+    rows.append((network, layer, row))
   columns = {"network": "network", "layer": "layer", "batch": "batch", "features": "features",
              "input": "input px"}
   for framework in FLAGS.frameworks:
@@ -209,7 +276,33 @@ def main(argv):
                 f"{framework}_kernel_grad": f"{framework} kernel grad ms"}
   if {"faceblur", "pytorch"} <= set(FLAGS.frameworks):
     columns["pytorch_over_faceblur"] = "PyTorch / faceblur time"
-  print_table(rows, columns)
+  print_table([row for _, _, row in rows], columns)
+  if FLAGS.shapes != "reference" and {"faceblur", "pytorch"} <= set(FLAGS.frameworks):
+    print_step_totals(rows)
+
+
+def print_step_totals(rows) -> None:
+  """Each network's convolutions summed as a train step runs them (`calls_per_step`)."""
+  totals = []
+  for network in dict.fromkeys(network for network, _, _ in rows):
+    total = {"network": network}
+    for framework in ("faceblur", "pytorch"):
+      for part in ("forward", "input_grad", "kernel_grad"):
+        total[f"{framework}_{part}"] = round(sum(
+            calls_per_step(name, layer)[part] * row[f"{framework}_{part}"]
+            for name, layer, row in rows if name == network), 2)
+      total[f"{framework}_all"] = round(sum(
+          total[f"{framework}_{part}"] for part in ("forward", "input_grad", "kernel_grad")), 2)
+    total["pytorch_over_faceblur"] = round(total["pytorch_all"] / total["faceblur_all"], 2)
+    print_json({"step_totals": total})
+    totals.append(total)
+  columns = {"network": "network"}
+  for framework in ("faceblur", "pytorch"):
+    columns |= {f"{framework}_{part}": f"{framework} {part.replace('_', ' ')} ms"
+                for part in ("forward", "input_grad", "kernel_grad", "all")}
+  columns["pytorch_over_faceblur"] = "PyTorch / faceblur time"
+  print("\nPer train step (each layer times the calls a step makes):")
+  print_table(totals, columns)
 
 
 if __name__ == "__main__":
