@@ -154,22 +154,13 @@ class CycleGANStep:
     generator_loss.backward()
     self.generator_opt.step()
 
-    for critic in (self.blurred_critic, self.sharp_critic):
-      critic.requires_grad_(True)
-    self.critic_opt.zero_grad(set_to_none=True)
-    pooled_blurred = self.pools[0].query(fake_blurred.detach())
-    pooled_sharp = self.pools[1].query(fake_sharp.detach())
-    blurred_critic_loss = _lsgan_critic(self.blurred_critic, blurred, pooled_blurred,
-                                        self.real_label)
-    sharp_critic_loss = _lsgan_critic(self.sharp_critic, sharp, pooled_sharp, self.real_label)
-    (blurred_critic_loss + sharp_critic_loss).backward()
-    self.critic_opt.step()
+    blurred_critic_loss, sharp_critic_loss = _update_critics(self, sharp, blurred, fake_blurred,
+                                                             fake_sharp)
     terms = {"generator/adversarial": adversarial, "generator/cycle": cycle,
              "generator/identity": identity, "generator/total": generator_loss,
              "critic/blurred": blurred_critic_loss, "critic/sharp": sharp_critic_loss}
     self.losses = {name: float(term.detach()) for name, term in terms.items()}
     return self.losses["generator/total"]
-
 
 
 def _srgb_to_linear(srgb: torch.Tensor) -> torch.Tensor:
@@ -331,21 +322,30 @@ class KernelBlurStep:
       torch._foreach_lerp_(self.ema, [p.detach() for p in self.generator_params],
                            1.0 - self.ema_decay)
 
-    for critic in (self.blurred_critic, self.sharp_critic):
-      critic.requires_grad_(True)
-    self.critic_opt.zero_grad(set_to_none=True)
-    pooled_blurred = self.pools[0].query(fake_blurred.detach())
-    pooled_sharp = self.pools[1].query(fake_sharp.detach())
-    blurred_critic_loss = _lsgan_critic(self.blurred_critic, blurred, pooled_blurred,
-                                        self.real_label)
-    sharp_critic_loss = _lsgan_critic(self.sharp_critic, sharp, pooled_sharp, self.real_label)
-    (blurred_critic_loss + sharp_critic_loss).backward()
-    self.critic_opt.step()
+    blurred_critic_loss, sharp_critic_loss = _update_critics(self, sharp, blurred, fake_blurred,
+                                                             fake_sharp)
     terms = {"generator/adversarial": adversarial, "generator/cycle": backward,
              "generator/cycle_forward": forward, "generator/total": generator_loss,
              "critic/blurred": blurred_critic_loss, "critic/sharp": sharp_critic_loss}
     self.losses = {name: float(term.detach()) for name, term in terms.items()}
     return self.losses["generator/total"]
+
+def _update_critics(step, sharp: torch.Tensor, blurred: torch.Tensor,
+                    fake_blurred: torch.Tensor, fake_sharp: torch.Tensor):
+  """The official `backward_D_A/B` and the critics' Adam step, for a step with the two critics,
+  their optimiser, the two pools and a real label; returns both critics' losses."""
+  for critic in (step.blurred_critic, step.sharp_critic):
+    critic.requires_grad_(True)
+  step.critic_opt.zero_grad(set_to_none=True)
+  pooled_blurred = step.pools[0].query(fake_blurred.detach())
+  pooled_sharp = step.pools[1].query(fake_sharp.detach())
+  blurred_critic_loss = _lsgan_critic(step.blurred_critic, blurred, pooled_blurred,
+                                      step.real_label)
+  sharp_critic_loss = _lsgan_critic(step.sharp_critic, sharp, pooled_sharp, step.real_label)
+  (blurred_critic_loss + sharp_critic_loss).backward()
+  step.critic_opt.step()
+  return blurred_critic_loss, sharp_critic_loss
+
 
 def _lsgan_generator(scores: torch.Tensor, real_label: float = 1.0) -> torch.Tensor:
   return torch.mean((scores - real_label) ** 2)

@@ -60,6 +60,24 @@ def cyclegan_config(num_train_steps: int = 4) -> ml_collections.ConfigDict:
   return config
 
 
+def fresh_cyclegan(config: ml_collections.ConfigDict):
+  """Stage 1's optimiser and a fresh train state for `config`, on one device: (mesh, tx, state)."""
+  from faceblur.train import cyclegan, partitioning  # noqa: PLC0415
+  from faceblur.train import state as state_lib  # noqa: PLC0415
+
+  mesh = partitioning.make_mesh(1)
+  tx = cyclegan.STAGE.make_optimizer(config, config.num_train_steps)
+  return mesh, tx, state_lib.create_train_state(cyclegan.init_fn(config, tx), 0, mesh)
+
+
+def random_images(config: ml_collections.ConfigDict, seed: int = 0) -> dict[str, np.ndarray]:
+  """A batch of uniform random 'sharp' and 'blurred' crops of `config`'s size."""
+  rng = np.random.default_rng(seed)
+  size = config.data.crop_size
+  return {key: rng.random((config.batch_size, size, size, 3), dtype=np.float32)
+          for key in ("sharp", "blurred")}
+
+
 def srn_config(num_train_steps: int = 4) -> ml_collections.ConfigDict:
   """The demo's tiny SRN on kernel-blurred pairs of 16 demo faces, 24 px crops."""
   config = demo.get_config("tiny").srn

@@ -3,10 +3,9 @@
 
 import jax
 import numpy as np
-from helpers import cyclegan_config, srn_config
+from helpers import cyclegan_config, fresh_cyclegan, random_images, srn_config
 
 from faceblur.train import cyclegan, partitioning, srn
-from faceblur.train import state as state_lib
 from faceblur.train.checkpointing import Checkpointer
 
 
@@ -18,9 +17,7 @@ def test_nan_fakes_leave_networks_and_pools_untouched_under_skip():
   config = cyclegan_config(4)
   config.on_nonfinite = "skip"
   config.pool_size = 4
-  mesh = partitioning.make_mesh(1)
-  tx = cyclegan.STAGE.make_optimizer(config, 4)
-  state = state_lib.create_train_state(cyclegan.init_fn(config, tx), 0, mesh)
+  mesh, tx, state = fresh_cyclegan(config)
   step = jax.jit(cyclegan.make_train_step(config, cyclegan.make_networks(config), tx))
   rng = np.random.default_rng(0)
   size = config.data.crop_size
@@ -63,13 +60,9 @@ def test_the_configs_real_label_reaches_both_losses():
   config.loss.real_label = 0.9
   config.loss.identity_weight = 0.0
   config.pool_size = 0  # the critics then see this step's fakes themselves
-  mesh = partitioning.make_mesh(1)
-  tx = cyclegan.STAGE.make_optimizer(config, 4)
-  state = state_lib.create_train_state(cyclegan.init_fn(config, tx), 0, mesh)
+  mesh, tx, state = fresh_cyclegan(config)
   networks = cyclegan.make_networks(config)
-  rng = np.random.default_rng(0)
-  size = config.data.crop_size
-  images = {key: rng.random((2, size, size, 3), dtype=np.float32) for key in ("sharp", "blurred")}
+  images = random_images(config)
 
   def run(name, params, x):
     return np.asarray(networks[name].apply(params, x), np.float64)

@@ -8,7 +8,7 @@ from unittest import mock
 import jax
 import numpy as np
 import pytest
-from helpers import cyclegan_config, srn_config
+from helpers import cyclegan_config, fresh_cyclegan, random_images, srn_config
 from PIL import Image
 
 from configs import cyclegan as cyclegan_variants
@@ -296,16 +296,10 @@ def test_the_train_step_compiles_once_though_a_parameter_starts_from_python_scal
   step compiled the whole CycleGAN step again (18 s on the 2-core CPU)."""
   config = cyclegan_config(4)
   cyclegan_variants.apply_variant(config, "kernel_blur")
-  mesh = partitioning.make_mesh(1)
-  tx = cyclegan.STAGE.make_optimizer(config, 4)
-  state = state_lib.create_train_state(cyclegan.init_fn(config, tx), 0, mesh)
+  mesh, tx, state = fresh_cyclegan(config)
   assert not any(leaf.weak_type for leaf in jax.tree.leaves(state))
   step = cyclegan.STAGE.jit_train_step(config, cyclegan.make_networks(config), tx, mesh)
-  rng = np.random.default_rng(0)
-  size = config.data.crop_size
-  batch = partitioning.shard_batch(
-      {key: rng.random((config.batch_size, size, size, 3), dtype=np.float32)
-       for key in ("sharp", "blurred")}, mesh)
+  batch = partitioning.shard_batch(random_images(config), mesh)
   for _ in range(2):
     state, _ = step(state, batch)
   assert step._cache_size() == 1
@@ -318,15 +312,9 @@ def test_a_forward_cycle_of_weight_zero_is_watched_without_its_backward_pass():
   config = cyclegan_config(4)
   cyclegan_variants.apply_variant(config, "kernel_blur_plain")
   assert config.loss.forward_cycle_weight == 0.0
-  mesh = partitioning.make_mesh(1)
-  tx = cyclegan.STAGE.make_optimizer(config, 4)
-  state = state_lib.create_train_state(cyclegan.init_fn(config, tx), 0, mesh)
+  mesh, tx, state = fresh_cyclegan(config)
   networks = cyclegan.make_networks(config)
-  rng = np.random.default_rng(0)
-  size = config.data.crop_size
-  batch = partitioning.shard_batch(
-      {key: rng.random((config.batch_size, size, size, 3), dtype=np.float32)
-       for key in ("sharp", "blurred")}, mesh)
+  batch = partitioning.shard_batch(random_images(config), mesh)
   convolutions, logged = {}, {}
   for weight in (0.0, 1e-9):
     config.loss.forward_cycle_weight = weight
