@@ -16,15 +16,15 @@ torch is an optional extra of the benchmarks (`pip install -e '.[bench]'`), neve
 package.
 """
 
-import io
 import math
 import random
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
+
+from faceblur.models import blur_generator
 
 # ---------------------------------------------------------------------------------------------
 # CycleGAN
@@ -176,17 +176,11 @@ def _linear_to_srgb(linear: torch.Tensor) -> torch.Tensor:
 
 
 def _jpeg_round_trip(images: torch.Tensor, qualities: list[int]) -> torch.Tensor:
-  """Each [0, 1] NCHW image through PIL's JPEG at its quality, on the host."""
-  decoded = []
-  for image, quality in zip(images.detach().permute(0, 2, 3, 1).cpu().numpy(), qualities,
-                            strict=True):
-    buffer = io.BytesIO()
-    Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)).save(
-        buffer, format="JPEG", quality=quality)
-    buffer.seek(0)
-    with Image.open(buffer) as handle:
-      decoded.append(np.asarray(handle.convert("RGB"), np.float32) / 255)
-  coded = torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2)
+  """Each [0, 1] NCHW image through PIL's JPEG at its quality, on the host (faceblur's own
+  codec function: both frameworks pay the same host round trip)."""
+  coded = blur_generator.jpeg_round_trip(images.detach().permute(0, 2, 3, 1).cpu().numpy(),
+                                         np.asarray(qualities))
+  coded = torch.from_numpy(coded).permute(0, 3, 1, 2)
   return coded.to(images.device).contiguous(memory_format=_memory_format_of(images))
 
 
