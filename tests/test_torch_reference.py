@@ -54,3 +54,21 @@ def test_the_blur_generator_blurs_as_faceblurs_does():
                      noisy=False).detach().permute(0, 2, 3, 1).numpy()
   assert np.abs(ours - images).mean() > 1e-3  # it blurred
   np.testing.assert_allclose(theirs, ours, atol=2e-5)
+
+
+def test_the_blur_step_trains_g_f_and_the_critics():
+  """One `KernelBlurStep` (noise and JPEG included) moves every network and the EMA, with
+  finite losses: the benchmark times a working step."""
+  torch = pytest.importorskip("torch")
+  torch.manual_seed(0)
+  step = torch_reference.step_from_config("cyclegan", demo.get_config()["cyclegan"])
+  before = {name: [p.detach().clone() for p in network.parameters()]
+            for name, network in step.networks().items()}
+  ema_before = [p.clone() for p in step.ema]
+  sharp, blurred = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+  step(sharp, blurred)
+  assert all(np.isfinite(value) for value in step.losses.values())
+  for name, network in step.networks().items():
+    assert any(not torch.equal(old, new) for old, new in zip(
+        before[name], network.parameters(), strict=True)), name
+  assert any(not torch.equal(old, new) for old, new in zip(ema_before, step.ema, strict=True))
