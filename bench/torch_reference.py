@@ -110,7 +110,39 @@ class ImagePool:
     return torch.cat(returned, 0)
 
 
-class CycleGANStep:
+class _StageOneStep:
+  """What both stage-1 steps share: G and F, the two critics, their optimisers, pools and real
+  label (set by the subclass), and the critics' half of the update."""
+
+  def networks(self) -> dict[str, nn.Module]:
+    return {"sharp_to_blurred": self.sharp_to_blurred, "blurred_to_sharp": self.blurred_to_sharp,
+            "blurred_critic": self.blurred_critic, "sharp_critic": self.sharp_critic}
+
+  def _start_generator_update(self) -> None:
+    """The critics frozen (the official `set_requires_grad(..., False)`), G's and F's
+    gradients cleared."""
+    for critic in (self.blurred_critic, self.sharp_critic):
+      critic.requires_grad_(False)
+    self.generator_opt.zero_grad(set_to_none=True)
+
+  def _update_critics(self, sharp: torch.Tensor, blurred: torch.Tensor,
+                      fake_blurred: torch.Tensor, fake_sharp: torch.Tensor):
+    """The official `backward_D_A/B` on pooled fakes and the critics' Adam step; returns both
+    critics' losses."""
+    for critic in (self.blurred_critic, self.sharp_critic):
+      critic.requires_grad_(True)
+    self.critic_opt.zero_grad(set_to_none=True)
+    pooled_blurred = self.pools[0].query(fake_blurred.detach())
+    pooled_sharp = self.pools[1].query(fake_sharp.detach())
+    blurred_critic_loss = _lsgan_critic(self.blurred_critic, blurred, pooled_blurred,
+                                        self.real_label)
+    sharp_critic_loss = _lsgan_critic(self.sharp_critic, sharp, pooled_sharp, self.real_label)
+    (blurred_critic_loss + sharp_critic_loss).backward()
+    self.critic_opt.step()
+    return blurred_critic_loss, sharp_critic_loss
+
+
+class CycleGANStep(_StageOneStep):
   """`optimize_parameters` of the official CycleGAN model: G and F, then both critics."""
 
   def __init__(self, num_blocks: int = 9, width: int = 64, cycle_weight: float = 10.0,
@@ -131,16 +163,10 @@ class CycleGANStep:
     self.generator_opt = torch.optim.Adam(generators, lr=2e-4, betas=(0.5, 0.999))
     self.critic_opt = torch.optim.Adam(critics, lr=2e-4, betas=(0.5, 0.999))
 
-  def networks(self) -> dict[str, nn.Module]:
-    return {"sharp_to_blurred": self.sharp_to_blurred, "blurred_to_sharp": self.blurred_to_sharp,
-            "blurred_critic": self.blurred_critic, "sharp_critic": self.sharp_critic}
-
   def __call__(self, sharp: torch.Tensor, blurred: torch.Tensor) -> float:
     """One update from [-1, 1] NCHW batches; returns the generator loss."""
     sharp_to_blurred, blurred_to_sharp = self.sharp_to_blurred, self.blurred_to_sharp
-    for critic in (self.blurred_critic, self.sharp_critic):
-      critic.requires_grad_(False)
-    self.generator_opt.zero_grad(set_to_none=True)
+    self._start_generator_update()
     fake_blurred, fake_sharp = sharp_to_blurred(sharp), blurred_to_sharp(blurred)
     adversarial = (_lsgan_generator(self.blurred_critic(fake_blurred), self.real_label)
                    + _lsgan_generator(self.sharp_critic(fake_sharp), self.real_label))
@@ -154,8 +180,8 @@ class CycleGANStep:
     generator_loss.backward()
     self.generator_opt.step()
 
-    blurred_critic_loss, sharp_critic_loss = _update_critics(self, sharp, blurred, fake_blurred,
-                                                             fake_sharp)
+    blurred_critic_loss, sharp_critic_loss = self._update_critics(sharp, blurred, fake_blurred,
+                                                                  fake_sharp)
     terms = {"generator/adversarial": adversarial, "generator/cycle": cycle,
              "generator/identity": identity, "generator/total": generator_loss,
              "critic/blurred": blurred_critic_loss, "critic/sharp": sharp_critic_loss}
@@ -259,7 +285,7 @@ class KernelBlurGenerator(nn.Module):
     return output
 
 
-class KernelBlurStep:
+class KernelBlurStep(_StageOneStep):
   """faceblur's `kernel_blur` variants' step (`faceblur.train.cyclegan`), as written for
   PyTorch: G and F against their critics, the blurred -> sharp -> blurred cycle (through which
   only F learns), the sharp -> blurred -> sharp cycle watched without a gradient (weight 0),
@@ -288,16 +314,10 @@ class KernelBlurStep:
     self.critic_opt = torch.optim.Adam(critics, lr=learning_rate, betas=betas)
     self.losses: dict[str, float] = {}
 
-  def networks(self) -> dict[str, nn.Module]:
-    return {"sharp_to_blurred": self.sharp_to_blurred, "blurred_to_sharp": self.blurred_to_sharp,
-            "blurred_critic": self.blurred_critic, "sharp_critic": self.sharp_critic}
-
   def __call__(self, sharp: torch.Tensor, blurred: torch.Tensor) -> float:
     """One update from [0, 1] NCHW batches; returns the generator loss."""
     sharp_to_blurred, blurred_to_sharp = self.sharp_to_blurred, self.blurred_to_sharp
-    for critic in (self.blurred_critic, self.sharp_critic):
-      critic.requires_grad_(False)
-    self.generator_opt.zero_grad(set_to_none=True)
+    self._start_generator_update()
     code_dim = sharp_to_blurred.code_dim
     z = torch.randn(sharp.shape[0], code_dim, device=sharp.device)
     z_cycle = torch.randn(blurred.shape[0], code_dim, device=sharp.device)
@@ -316,29 +336,13 @@ class KernelBlurStep:
       torch._foreach_lerp_(self.ema, [p.detach() for p in self.generator_params],
                            1.0 - self.ema_decay)
 
-    blurred_critic_loss, sharp_critic_loss = _update_critics(self, sharp, blurred, fake_blurred,
-                                                             fake_sharp)
+    blurred_critic_loss, sharp_critic_loss = self._update_critics(sharp, blurred, fake_blurred,
+                                                                  fake_sharp)
     terms = {"generator/adversarial": adversarial, "generator/cycle": backward,
              "generator/cycle_forward": forward, "generator/total": generator_loss,
              "critic/blurred": blurred_critic_loss, "critic/sharp": sharp_critic_loss}
     self.losses = {name: float(term.detach()) for name, term in terms.items()}
     return self.losses["generator/total"]
-
-def _update_critics(step, sharp: torch.Tensor, blurred: torch.Tensor,
-                    fake_blurred: torch.Tensor, fake_sharp: torch.Tensor):
-  """The official `backward_D_A/B` and the critics' Adam step, for a step with the two critics,
-  their optimiser, the two pools and a real label; returns both critics' losses."""
-  for critic in (step.blurred_critic, step.sharp_critic):
-    critic.requires_grad_(True)
-  step.critic_opt.zero_grad(set_to_none=True)
-  pooled_blurred = step.pools[0].query(fake_blurred.detach())
-  pooled_sharp = step.pools[1].query(fake_sharp.detach())
-  blurred_critic_loss = _lsgan_critic(step.blurred_critic, blurred, pooled_blurred,
-                                      step.real_label)
-  sharp_critic_loss = _lsgan_critic(step.sharp_critic, sharp, pooled_sharp, step.real_label)
-  (blurred_critic_loss + sharp_critic_loss).backward()
-  step.critic_opt.step()
-  return blurred_critic_loss, sharp_critic_loss
 
 
 def _lsgan_generator(scores: torch.Tensor, real_label: float = 1.0) -> torch.Tensor:
