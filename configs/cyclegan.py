@@ -88,7 +88,8 @@ def get_config(arg: str = "folders") -> ml_collections.ConfigDict:
   # Which label-free rule selects (faceblur.train.cyclegan.SELECTION_SCORES; every score is
   # logged): 'realism/mmd2' (per-image blur features), 'realism/falloff' (the pooled
   # spectrum's mid-band attenuation, in cycles/px bands set for 64 px faces) or
-  # 'realism/mmd2_no_wider' (MMD^2 among the steps that blur no wider than the photos by it).
+  # 'realism/mmd2_no_wider' (MMD^2 among the steps that blur no wider than the photos by it)
+  # or 'realism/falloff_w1' (the distance between the per-image attenuations' distributions).
   config.selection_score = "realism/mmd2"
 
   config.model = ml_collections.ConfigDict(dict(

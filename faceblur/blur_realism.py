@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import scipy.ndimage
+import scipy.stats
 
 from faceblur.errors import DataError
 from faceblur.images import luma
@@ -357,6 +358,24 @@ def _radial_band_power(images: np.ndarray | Sequence[np.ndarray], edges: np.ndar
   return np.asarray(powers)
 
 
+def _falloff_bands(images: Sequence[np.ndarray], reference_band: tuple[float, float],
+                   band: tuple[float, float], bin_width: float
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Each image's power per radial bin (N, bins), and which bins are in `reference_band` and
+  in `band`; checks that the set can be profiled."""
+  low, high = min(reference_band[0], band[0]), max(reference_band[1], band[1])
+  edges = np.arange(round(low / bin_width), round(high / bin_width) + 1) * bin_width
+  if len(images) < 2:
+    raise DataError(f"a falloff profile needs at least 2 images, got {len(images)}")
+  if min(np.asarray(images[0]).shape[:2]) < 1 / bin_width:
+    raise DataError(f"a falloff profile in bins of {bin_width:g} cycles/px needs images at "
+                    f"least {round(1 / bin_width)} px a side, got {np.asarray(images[0]).shape}")
+  centres = (edges[:-1] + edges[1:]) / 2
+  return (_radial_band_power(images, edges),
+          (centres >= reference_band[0]) & (centres < reference_band[1]),
+          (centres >= band[0]) & (centres < band[1]))
+
+
 def falloff_profile(images: np.ndarray | Sequence[np.ndarray], *,
                     reference_band: tuple[float, float] = FALLOFF_REFERENCE_BAND,
                     band: tuple[float, float] = FALLOFF_BAND,
@@ -368,21 +387,32 @@ def falloff_profile(images: np.ndarray | Sequence[np.ndarray], *,
   and the reference band cancels contrast and tone curves. Blur lowers the profile, the wider
   the lower; noise and JPEG barely touch it below the band where they dominate. Per-image
   blur features do not separate these: a G whose kernels are too wide but whose noise is too
-  strong matches them, and its labels then teach stage 2 to over-sharpen.
+  strong matches them, and its labels then teach stage 2 to over-sharpen. Pooling has its own
+  blind spot: a set that mixes near-points with wide kernels averages to a profile like a
+  set of moderate ones (`per_image_falloff` and `falloff_wasserstein` see the mixture).
   """
-  low, high = min(reference_band[0], band[0]), max(reference_band[1], band[1])
-  edges = np.arange(round(low / bin_width), round(high / bin_width) + 1) * bin_width
-  images = list(images)
-  if len(images) < 2:
-    raise DataError(f"a falloff profile needs at least 2 images, got {len(images)}")
-  if min(np.asarray(images[0]).shape[:2]) < 1 / bin_width:
-    raise DataError(f"a falloff profile in bins of {bin_width:g} cycles/px needs images at "
-                    f"least {round(1 / bin_width)} px a side, got {np.asarray(images[0]).shape}")
-  log_power = np.log(np.nanmean(_radial_band_power(images, edges), axis=0) + _TINY)
-  centres = (edges[:-1] + edges[1:]) / 2
-  in_reference = (centres >= reference_band[0]) & (centres < reference_band[1])
-  in_band = (centres >= band[0]) & (centres < band[1])
+  power, in_reference, in_band = _falloff_bands(list(images), reference_band, band, bin_width)
+  log_power = np.log(np.nanmean(power, axis=0) + _TINY)
   return log_power[in_band] - log_power[in_reference].mean()
+
+
+def per_image_falloff(images: np.ndarray | Sequence[np.ndarray], *,
+                      reference_band: tuple[float, float] = FALLOFF_REFERENCE_BAND,
+                      band: tuple[float, float] = FALLOFF_BAND,
+                      bin_width: float = FALLOFF_BIN_WIDTH) -> np.ndarray:
+  """(N,) each image's own falloff: its mean log power over `band`'s bins less that over
+  `reference_band`'s. One number per image, so the set's spread of blur widths survives;
+  the face's content adds spread too, the same for two sets of the same kind of faces."""
+  power, in_reference, in_band = _falloff_bands(list(images), reference_band, band, bin_width)
+  log_power = np.log(power + _TINY)
+  return log_power[:, in_band].mean(axis=1) - log_power[:, in_reference].mean(axis=1)
+
+
+def falloff_wasserstein(real_falloffs: np.ndarray, fake_falloffs: np.ndarray) -> float:
+  """The 1-D Wasserstein distance between two sets' `per_image_falloff`s (0: the same
+  distribution): it grows with a shift of the widths and with a spread the real set lacks."""
+  return float(scipy.stats.wasserstein_distance(np.asarray(real_falloffs),
+                                                np.asarray(fake_falloffs)))
 
 
 def falloff_distance(real_profile: np.ndarray, fake_profile: np.ndarray) -> float:

@@ -25,6 +25,8 @@ run). Every step resumes: what a folder already holds is not redone.
   python tools/stage1_seeds.py --seeds=0,1,2,3,4 --workdir=runs/stage1_seeds
   python tools/stage1_seeds.py --seeds=0,1,2 --compare=ema_falloff,ema --stage2_steps=400
   python tools/stage1_seeds.py --seeds=9,10,11 --compare=ema_no_wider,ema --stage2_steps=400
+  python tools/stage1_seeds.py --seeds=15,16,17,18,19,20 --compare=ema_falloff_w1,ema_no_wider \
+    --stage2_steps=400
 """
 
 import json
@@ -54,11 +56,13 @@ SELECTIONS = {
     "ema_falloff": ("ema", "realism/falloff"),
     "params_falloff": ("params", "realism/falloff"),
     "ema_no_wider": ("ema", "realism/mmd2_no_wider"),
+    "ema_falloff_w1": ("ema", "realism/falloff_w1"),
 }
 TITLES = {"ema": "EMA weights, MMD²", "params": "trained weights, MMD²",
           "ema_falloff": "EMA weights, falloff", "params_falloff": "trained weights, falloff",
-          "ema_no_wider": "EMA weights, MMD² no wider"}
-SCORED = ("realism/mmd2", "realism/falloff", "realism/falloff_shift")  # read from one file
+          "ema_no_wider": "EMA weights, MMD² no wider", "ema_falloff_w1": "EMA weights, falloff W1"}
+SCORED = ("realism/mmd2", "realism/falloff", "realism/falloff_shift",  # read from one file
+          "realism/falloff_w1")
 
 
 def run(*arguments: str, log: pathlib.Path) -> None:

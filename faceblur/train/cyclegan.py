@@ -369,6 +369,7 @@ def _sampler(config, networks, sharp_source, workdir: pathlib.Path, writer: Metr
     real_photos = _transformed(validation, transform, validation_count)
     real_features = blur_realism.blur_features(real_photos)
     real_falloff = blur_realism.falloff_profile(real_photos)
+    real_falloffs = blur_realism.per_image_falloff(real_photos)
   codes, noise_keys = generator_randomness(config, jax.random.key(config.seed), len(sharp))
   hidden = min(len(sharp), max(config.get("hidden_count", 100), config.num_samples))
   noise = HIDDEN_NOISE_STD * np.asarray(jax.random.normal(jax.random.key(config.seed + 1),
@@ -400,7 +401,9 @@ def _sampler(config, networks, sharp_source, workdir: pathlib.Path, writer: Metr
       scores |= {"realism/mmd2": realism.mmd2,
                  "realism/classifier_accuracy": realism.classifier_accuracy,
                  "realism/falloff": blur_realism.falloff_distance(real_falloff, fake_falloff),
-                 "realism/falloff_shift": blur_realism.falloff_shift(real_falloff, fake_falloff)}
+                 "realism/falloff_shift": blur_realism.falloff_shift(real_falloff, fake_falloff),
+                 "realism/falloff_w1": blur_realism.falloff_wasserstein(
+                     real_falloffs, blur_realism.per_image_falloff(fake_blurred))}
       if realism.precision is not None:  # logged, not part of the selection rule
         scores |= {"realism/precision": realism.precision, "realism/recall": realism.recall}
     if jax.process_index() != 0:
@@ -482,6 +485,10 @@ SELECTION_SCORES = {
         "is at least 0 (G blurs no wider than the validation photos by the spectrum's "
         "falloff); if none, the one with the largest shift",
         ("realism/mmd2", "realism/falloff_shift")),
+    "realism/falloff_w1": SelectionRule(
+        "the sample step with the lowest realism/falloff_w1 (the Wasserstein distance between "
+        "the per-image mid-band attenuations of G's blur and of the validation photos)",
+        ("realism/falloff_w1",)),
 }
 
 

@@ -240,8 +240,31 @@ def test_falloff_follows_the_blur_width_not_the_noise_level():
           < blur_realism.falloff_distance(real, wider) / 25)
 
 
+def test_the_per_image_falloff_sees_a_mixture_that_the_pooled_profile_averages_away():
+  """Half near-points and half wide blurs pool to the spectrum of a moderate blur: the pooled
+  shift calls the mixture no wider than the photos, while the per-image distribution, which
+  keeps each face's attenuation, is further from them than a second draw of the photos' own
+  kind (the study's bimodal kernels, README)."""
+  real = _blurred_faces(1.0, 2, 0)
+  again = _blurred_faces(1.0, 2, 1)
+  mixture = np.concatenate([_blurred_faces(0.3, 2, 2)[:25], _blurred_faces(1.8, 2, 3)[25:]])
+  assert blur_realism.falloff_shift(blur_realism.falloff_profile(real),
+                                    blur_realism.falloff_profile(mixture)) > 0
+  real_falloffs = blur_realism.per_image_falloff(real)
+  assert real_falloffs.shape == (50,)
+  assert (blur_realism.falloff_wasserstein(real_falloffs, blur_realism.per_image_falloff(mixture))
+          > 3 * blur_realism.falloff_wasserstein(real_falloffs,
+                                                 blur_realism.per_image_falloff(again)))
+  assert blur_realism.falloff_wasserstein(real_falloffs, real_falloffs) == 0.0
+  same = np.stack([real[0]] * 4)  # one face four times: pooled and per-image agree
+  np.testing.assert_allclose(blur_realism.per_image_falloff(same),
+                             blur_realism.falloff_profile(same).mean(), atol=1e-9)
+
+
 def test_falloff_needs_two_images_of_at_least_32_px():
   with pytest.raises(DataError, match="at least 2 images"):
     blur_realism.falloff_profile(_blurred_faces(1.0, 2, 0)[:1])
   with pytest.raises(DataError, match="32 px"):
     blur_realism.falloff_profile(np.zeros((4, 24, 24, 3)))
+  with pytest.raises(DataError, match="32 px"):
+    blur_realism.per_image_falloff(np.zeros((4, 24, 24, 3)))

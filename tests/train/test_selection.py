@@ -50,6 +50,14 @@ def test_mmd2_no_wider_passes_over_steps_that_blur_wider_than_the_photos():
                                 "realism/mmd2_no_wider") is None  # before the shift was logged
 
 
+def test_falloff_w1_selects_the_step_whose_per_image_attenuation_is_closest():
+  entries = [{"step": 100, "realism/mmd2": 0.01, "realism/falloff_w1": 0.15},
+             {"step": 200, "realism/mmd2": 0.04, "realism/falloff_w1": 0.06},
+             {"step": 300, "realism/mmd2": 0.03}]  # scored before the distance was logged
+  assert cyclegan.selected_step(entries, "realism/falloff_w1") == 200
+  assert cyclegan.selected_step(entries[2:], "realism/falloff_w1") is None
+
+
 def test_an_unknown_selection_score_is_a_config_error_before_training():
   stage1 = demo.get_config("tiny").cyclegan
   stage1.selection_score = "realism/psnr"
@@ -158,6 +166,8 @@ def test_the_hidden_channel_diagnostic_scores_hidden_count_faces_and_the_realism
       blur_realism.falloff_profile(real), blur_realism.falloff_profile(blurred)), rel=1e-3)
   assert logged["realism/falloff_shift"] == pytest.approx(blur_realism.falloff_shift(
       blur_realism.falloff_profile(real), blur_realism.falloff_profile(blurred)), rel=1e-3)
+  assert logged["realism/falloff_w1"] == pytest.approx(blur_realism.falloff_wasserstein(
+      blur_realism.per_image_falloff(real), blur_realism.per_image_falloff(blurred)), rel=1e-3)
 
 
 def test_with_an_ema_the_sampler_scores_the_ema_weights_and_synthesis_uses_them(
