@@ -107,6 +107,16 @@ def test_the_study_with_the_demos_stage1_differs_from_the_study_in_stage1_only()
       assert ablation[name].to_dict() == full[name].to_dict(), name
 
 
+def test_the_study_selects_stage1_by_the_rule_chosen_at_its_own_scale():
+  """The demo's per-image falloff distance was adopted on demo-scale seeds only; at the
+  study's scale the validation faces favoured MMD² with the falloff's guard."""
+  from configs import demo, study
+
+  assert demo.get_config().cyclegan.selection_score == "realism/falloff_w1"
+  assert study.get_config().cyclegan.selection_score == "realism/mmd2_no_wider"
+  assert study.get_config("stage1=paper").cyclegan.selection_score == "realism/mmd2_no_wider"
+
+
 def test_oracle_budget_tool_trains_the_demos_oracle_alone():
   from configs import demo
 
